@@ -1,0 +1,56 @@
+"""Graph passes that rewrite a model into the canonical form the rules are defined on.
+
+Each pass takes and returns an ``onnx.ModelProto`` and keeps the explained output's values
+(BN folding and bias fusion up to float rounding).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import onnx
+
+from .constants import fold_constants
+from .fold_batchnorm import fold_batchnorm
+from .fuse_bias import fuse_bias
+from .identity import remove_identities
+from .prune import prune_to_output
+from .strip_softmax import strip_softmax
+
+__all__ = ["canonize", "Canonized", "fold_constants", "fold_batchnorm", "fuse_bias",
+           "remove_identities", "prune_to_output", "strip_softmax"]
+
+
+@dataclass
+class Canonized:
+    model: onnx.ModelProto
+    output: str
+    notes: list[str] = field(default_factory=list)
+    stripped: str | None = None
+
+
+def canonize(model: onnx.ModelProto, output: str) -> Canonized:
+    """Run all passes; ``output`` names the graph output to explain."""
+    model = fold_constants(model)
+    model = remove_identities(model)
+    model = prune_to_output(model, output)
+    model, output, stripped = strip_softmax(model, output)
+    notes = []
+    if stripped:
+        notes.append(f"the trailing {stripped} was removed: relevance explains its input {output!r} "
+                     "(the logits), not the probabilities")
+        model = prune_to_output(model, output)
+    model = fold_batchnorm(model)
+    model = fuse_bias(model, _ranks(model))
+    return Canonized(model, output, notes, stripped)
+
+
+def _ranks(model: onnx.ModelProto) -> dict[str, int]:
+    try:
+        inferred = onnx.shape_inference.infer_shapes(model)
+    except Exception:
+        return {}
+    ranks = {}
+    for vi in list(inferred.graph.value_info) + list(inferred.graph.input):
+        if vi.type.tensor_type.HasField("shape"):
+            ranks[vi.name] = len(vi.type.tensor_type.shape.dim)
+    return ranks

@@ -1,0 +1,71 @@
+"""Constant nodes become initializers, and nodes computed only from constants are folded.
+
+Weights that an exporter routes through Transpose/Cast/Reshape nodes thereby become plain
+initializers the op handlers can read.
+"""
+from __future__ import annotations
+
+import numpy as np
+import onnx
+from onnx import numpy_helper
+from onnx.reference import ReferenceEvaluator
+
+from ._edit import copy_model, drop_unused_initializers, remove_nodes, set_initializer
+
+#: Ops never folded: random generators differ per run; Constant is handled directly.
+_NEVER_FOLD = {"RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformLike", "Multinomial",
+               "Bernoulli"}
+
+
+def fold_constants(model: onnx.ModelProto) -> onnx.ModelProto:
+    model = copy_model(model)
+    known = {t.name for t in model.graph.initializer}
+    graph_inputs = {i.name for i in model.graph.input}
+    opset = [o for o in model.opset_import]
+    folded = []
+    for node in model.graph.node:
+        if not _foldable(node, known, graph_inputs):
+            continue
+        values = _evaluate(node, model, opset)
+        for name, value in zip(node.output, values):
+            if name:
+                set_initializer(model, name, np.asarray(value))
+                known.add(name)
+        folded.append(node)
+    remove_nodes(model, folded)
+    drop_unused_initializers(model)
+    return model
+
+
+def _foldable(node, known, graph_inputs) -> bool:
+    if node.domain not in ("", "ai.onnx") or node.op_type in _NEVER_FOLD:
+        return False
+    if node.op_type == "Constant":
+        return True
+    inputs = [t for t in node.input if t]
+    return bool(inputs) and all(t in known and t not in graph_inputs for t in inputs)
+
+
+def _evaluate(node, model, opset) -> list:
+    if node.op_type == "Constant":
+        return [_constant_value(node)]
+    feeds = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer if t.name in node.input}
+    graph = onnx.helper.make_graph(
+        [node], "fold",
+        [onnx.helper.make_tensor_value_info(n, onnx.TensorProto.UNDEFINED, None) for n in feeds],
+        [onnx.helper.make_tensor_value_info(o, onnx.TensorProto.UNDEFINED, None) for o in node.output if o])
+    single = onnx.helper.make_model(graph, opset_imports=opset)
+    return ReferenceEvaluator(single).run(None, feeds)
+
+
+def _constant_value(node) -> np.ndarray:
+    a = node.attribute[0]
+    if a.name == "value":
+        return numpy_helper.to_array(a.t)
+    if a.name in ("value_float", "value_int"):
+        return np.array(onnx.helper.get_attribute_value(a),
+                        dtype=np.float32 if a.name == "value_float" else np.int64)
+    if a.name in ("value_floats", "value_ints"):
+        return np.array(onnx.helper.get_attribute_value(a),
+                        dtype=np.float32 if a.name == "value_floats" else np.int64)
+    raise ValueError(f"Constant node {node.name!r} uses attribute {a.name!r}, which onnx-lrp cannot fold")

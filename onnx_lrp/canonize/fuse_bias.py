@@ -1,0 +1,118 @@
+"""Fuse ``Add(linear(x), const)`` into the linear op's bias.
+
+Exporters often emit MatMul + Add for a dense layer, and some emit Conv + Add. One linear op
+with a bias is what the LRP rules are defined on (ZPlus, Gamma and AlphaBeta split the bias by
+sign), so the pair becomes a Conv with bias or a Gemm.
+"""
+from __future__ import annotations
+
+import numpy as np
+import onnx
+
+from ._edit import (attr, consumers, copy_model, get_const, graph_outputs, producers, remove_nodes,
+                    set_attr, set_initializer, unique_name)
+
+
+def fuse_bias(model: onnx.ModelProto, ranks: dict[str, int] | None = None) -> onnx.ModelProto:
+    """``ranks`` (tensor name -> rank) lets a 2-D MatMul + Add become a Gemm."""
+    model = copy_model(model)
+    ranks = ranks or {}
+    doomed = []
+    for add in list(model.graph.node):
+        if add.op_type != "Add":
+            continue
+        found = _linear_and_const(model, add)
+        if found is None:
+            continue
+        linear, const = found
+        channels = _out_channels(model, linear, ranks)
+        bias = _as_channel_bias(model, const, channels, linear, ranks)
+        if bias is None:
+            continue
+        existing = _existing_bias(model, linear, channels)
+        if existing is None:
+            continue
+        bias = bias + existing
+        if linear.op_type == "MatMul":
+            linear.op_type = "Gemm"
+        _set_bias(model, linear, bias)
+        _take_output(model, linear, add)
+        doomed.append(add)
+    remove_nodes(model, doomed)
+    return model
+
+
+def _linear_and_const(model, add):
+    made_by = producers(model)
+    for lin_idx in (0, 1):
+        linear = made_by.get(add.input[lin_idx])
+        const = get_const(model, add.input[1 - lin_idx])
+        if linear is None or const is None or linear.op_type not in ("Conv", "Gemm", "MatMul"):
+            continue
+        if len(consumers(model).get(linear.output[0], [])) != 1 or linear.output[0] in graph_outputs(model):
+            continue
+        if get_const(model, linear.input[1]) is None:
+            continue
+        return linear, const
+    return None
+
+
+def _out_channels(model, linear, ranks):
+    w = get_const(model, linear.input[1])
+    if linear.op_type == "Conv":
+        return w.shape[0]
+    if linear.op_type == "Gemm":
+        return w.shape[0] if attr(linear, "transB", 0) else w.shape[1]
+    return w.shape[1] if w.ndim == 2 else None
+
+
+def _as_channel_bias(model, const, channels, linear, ranks):
+    """The constant as a per-output-channel vector, or None when it is not one."""
+    if channels is None:
+        return None
+    if linear.op_type == "Conv":
+        rank = get_const(model, linear.input[1]).ndim
+        if const.ndim > rank:
+            return None
+        shape = (1,) * (rank - const.ndim) + const.shape
+        if any(d != 1 for i, d in enumerate(shape) if i != 1) or shape[1] not in (1, channels):
+            return None
+    else:
+        if linear.op_type == "MatMul" and (ranks.get(linear.input[0]) != 2):
+            return None
+        if const.ndim > 2 or (const.ndim == 2 and const.shape[0] != 1):
+            return None
+        if const.size not in (1, channels):
+            return None
+    return np.broadcast_to(const.reshape(-1), (channels,)).astype(np.float64)
+
+
+def _existing_bias(model, linear, channels) -> np.ndarray:
+    if len(linear.input) < 3 or not linear.input[2]:
+        return np.zeros(channels)
+    old = get_const(model, linear.input[2]).astype(np.float64)
+    if linear.op_type == "Gemm":
+        old = old * attr(linear, "beta", 1.0)
+    if old.size not in (1, channels) or (old.ndim == 2 and old.shape[0] != 1):
+        return None  # a per-sample Gemm C cannot be a bias
+    return np.broadcast_to(old.reshape(-1), (channels,))
+
+
+def _set_bias(model, linear, bias) -> None:
+    if linear.op_type == "Gemm":
+        set_attr(linear, "beta", 1.0)
+    name = unique_name(model, linear.name + "_bias")
+    set_initializer(model, name, bias.astype(np.float32))
+    if len(linear.input) > 2:
+        linear.input[2] = name
+    else:
+        linear.input.append(name)
+
+
+def _take_output(model, linear, add) -> None:
+    old = linear.output[0]
+    linear.output[0] = add.output[0]
+    for node in model.graph.node:
+        for i, t in enumerate(node.input):
+            if t == old:
+                node.input[i] = add.output[0]

@@ -1,0 +1,129 @@
+"""The compiler: one explainer graph = the model's forward pass + the relevance sweep.
+
+It walks the DAG in reverse topological order; for each node the composite picks a rule and the
+rule emits the node's relevance subgraph through the node's handler. Relevance arriving at a
+tensor from several consumers is summed.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper
+
+from .builder import GraphBuilder
+from .composites import Composite
+from .context import NodeContext, SharedTensors
+from .errors import InvalidInput
+from .graph import ModelGraph
+from .ops import base as cat
+from .ops.registry import handler_for
+
+TARGET = "target"
+RELEVANCE = "relevance"
+_LINEAR = (cat.CONV, cat.DENSE)
+
+
+@dataclass
+class Compiled:
+    """An explainer graph and the names of its inputs and outputs."""
+
+    model: onnx.ModelProto
+    input_name: str
+    output_name: str
+    num_classes: int
+    layers: dict[str, str] = field(default_factory=dict)
+    rules: dict[str, str] = field(default_factory=dict)
+
+
+def assign_rules(g: ModelGraph, composite: Composite) -> list[tuple]:
+    """(node, handler, rule) for every node carrying relevance, in topological order."""
+    plan, first_seen = [], False
+    for node in g.topo_nodes():
+        handler = handler_for(node)
+        handler.check(node, g)
+        category = handler.category_of(node, g)
+        is_first = not first_seen and category in _LINEAR
+        first_seen = first_seen or category in _LINEAR
+        plan.append((node, handler, composite.rule_for(node, category, is_first)))
+    return plan
+
+
+def compile_explainer(g: ModelGraph, composite: Composite, keep_layers: bool = False) -> Compiled:
+    plan = assign_rules(g, composite)
+    b = GraphBuilder(_all_names(g.model))
+    relevance: dict[str, list[str]] = {g.output_name: [_seed(b, g)]}
+    shared, layers = SharedTensors(), {}
+    for node, handler, rule in reversed(plan):
+        arriving = [_total(b, relevance.get(t)) for t in node.output]
+        if all(r is None for r in arriving):
+            continue
+        for t, r in zip(node.output, arriving):
+            if r is not None:
+                layers[t] = r
+        ctx = NodeContext(b, g, node, handler, arriving, shared)
+        for tensor, r in zip(ctx.inputs, rule(ctx)):
+            relevance.setdefault(tensor, []).append(r)
+    if g.input_name not in relevance:
+        raise InvalidInput(f"output {g.output_name!r} of {g.label!r} does not depend on input {g.input_name!r} "
+                           "through any floating-point path; nothing to explain")
+    final = _total(b, relevance[g.input_name])
+    b.op("Identity", [final], outputs=[RELEVANCE])
+    layers[g.input_name] = final
+    model, layer_outputs = _assemble(g, b, layers if keep_layers else {})
+    rules = {node.name: repr(rule) for node, _, rule in plan}
+    return Compiled(model, g.input_name, g.output_name, _num_classes(g), layer_outputs, rules)
+
+
+def _total(b: GraphBuilder, terms: list[str] | None) -> str | None:
+    if not terms:
+        return None
+    return b.sum(terms, hint="relevance")
+
+
+def _num_classes(g: ModelGraph) -> int:
+    return int(np.prod(g.shape(g.output_name)[1:], dtype=np.int64))
+
+
+def _seed(b: GraphBuilder, g: ModelGraph) -> str:
+    """one-hot(target) × output; target -1 picks the predicted (arg-max) class."""
+    out = g.output_name
+    rank = len(g.shape(out))
+    flat = out if rank == 2 else b.op("Flatten", [out], axis=1)
+    pred = b.op("ArgMax", [flat], axis=1, keepdims=0)
+    chosen = b.op("Where", [b.op("Less", [TARGET, b.ints(0)]), pred, TARGET], hint="target")
+    onehot = b.op("OneHot", [chosen, b.ints(_num_classes(g)), b.const([0.0, 1.0])], axis=-1)
+    seed = b.op("Mul", [onehot, flat], hint="seed")
+    if rank != 2:
+        seed = b.op("Reshape", [seed, b.op("Shape", [out])])
+    return seed
+
+
+def _all_names(model: onnx.ModelProto) -> set[str]:
+    names = {t.name for t in model.graph.initializer} | {i.name for i in model.graph.input}
+    for node in model.graph.node:
+        names.update(node.input)
+        names.update(node.output)
+        names.add(node.name)
+    return names
+
+
+def _assemble(g: ModelGraph, b: GraphBuilder, layers: dict[str, str]) -> tuple[onnx.ModelProto, dict]:
+    src = g.model.graph
+    x_shape = ["N"] + [int(d) for d in g.shape(g.input_name)[1:]]
+    inputs = [helper.make_tensor_value_info(g.input_name, TensorProto.FLOAT, x_shape),
+              helper.make_tensor_value_info(TARGET, TensorProto.INT64, ["N"])]
+    outputs = [helper.make_tensor_value_info(RELEVANCE, TensorProto.FLOAT, x_shape),
+               helper.make_tensor_value_info(g.output_name, TensorProto.FLOAT, None)]
+    layer_nodes, layer_outputs = [], {}
+    for tensor, name in layers.items():
+        out_name = layer_outputs[tensor] = f"relevance:{tensor}"
+        layer_nodes.append(helper.make_node("Identity", [name], [out_name], name=f"keep:{tensor}"))
+        outputs.append(helper.make_tensor_value_info(out_name, TensorProto.FLOAT, None))
+    graph = helper.make_graph(list(src.node) + b.nodes + layer_nodes, "lrp_explainer", inputs, outputs,
+                              initializer=list(src.initializer) + b.initializers)
+    model = helper.make_model(graph, opset_imports=list(g.model.opset_import),
+                              producer_name="onnx-lrp")
+    model.ir_version = g.model.ir_version
+    return model, layer_outputs

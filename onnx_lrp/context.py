@@ -1,0 +1,139 @@
+"""The per-node view a rule works through: emit forward/VJP with modified inputs and params."""
+from __future__ import annotations
+
+import numpy as np
+import onnx
+
+from .builder import GraphBuilder
+from .errors import CompositeError
+from .graph import ModelGraph
+from .ops.base import Handler, attr
+
+#: Ops whose output is non-negative whatever their input.
+_NONNEG_OPS = {"Relu", "Sigmoid", "Softplus", "HardSigmoid", "Abs", "Exp", "Sqrt", "Softmax"}
+#: Ops whose output is non-negative when their (first) input is.
+_KEEPS_SIGN = {"MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool", "Flatten", "Reshape",
+               "Transpose", "Squeeze", "Unsqueeze", "Slice", "Gather", "Split", "Pad", "Expand", "Tile",
+               "Resize", "Upsample", "ReduceMean", "ReduceSum", "ReduceMax", "Identity", "Dropout"}
+
+
+class NodeContext:
+    """What a rule may do with one node; results are tensor names in the explainer graph."""
+
+    def __init__(self, b: GraphBuilder, g: ModelGraph, node: onnx.NodeProto, handler: Handler,
+                 relevance: list[str | None], shared: "SharedTensors"):
+        self.b, self.g, self.node, self.handler = b, g, node, handler
+        self.R_all = relevance
+        self._shared = shared
+        self.inputs = [node.input[i] for i in handler.relevant_inputs(node, g)]
+        self._params = None
+
+    @property
+    def R(self) -> str:
+        if len(self.R_all) != 1 and any(r is not None for r in self.R_all[1:]):
+            raise CompositeError(f"node {self.node.name!r} ({self.node.op_type}) has several outputs "
+                                 "carrying relevance; only the Gradient rule can route them")
+        return self.R_all[0]
+
+    def params(self, modify=None) -> dict:
+        if self._params is None:
+            self._params = self.handler.params(self.node, self.g)
+            if self._params is None:
+                raise CompositeError(
+                    f"node {self.node.name!r} ({self.node.op_type}) has no weights, so rules that modify "
+                    "weights (ZPlus, AlphaBeta, Gamma, Flat, WSquare, ZBox) cannot apply; use Epsilon, "
+                    "Norm, Pass or Gradient for it")
+        if modify is None:
+            return self._params
+        return {k: np.asarray(modify(k, v.astype(np.float64))).astype(np.float32)
+                for k, v in self._params.items()}
+
+    def forward(self, inputs: list[str] | None = None, modify=None) -> str:
+        """The op's output on ``inputs`` with parameters changed by ``modify(name, array)``;
+        the model's own output tensor when nothing is changed."""
+        if inputs is None and modify is None:
+            return self.node.output[0]
+        params = self.params(modify) if modify is not None else self._plain_params()
+        return self.handler.forward(self.b, self.node, self.g, inputs or self.inputs, params)
+
+    def vjp(self, grad, modify=None) -> list[str]:
+        grads = list(grad) if isinstance(grad, (list, tuple)) else [grad]
+        params = self.params(modify) if modify is not None else self._plain_params()
+        return self.handler.vjp(self.b, self.node, self.g, grads, params)
+
+    def _plain_params(self):
+        return self.handler.params(self.node, self.g)
+
+    # --- input transforms, shared between nodes reading the same tensor -------------------
+    def positive(self, x: str) -> str:
+        return x if self.nonnegative(x) else self._shared.get(("pos", x), lambda: self.b.positive(x))
+
+    def negative(self, x: str) -> str:
+        return self._shared.get(("neg", x), lambda: self.b.negative(x))
+
+    def nonnegative(self, x: str) -> bool:
+        return self._shared.nonnegative(self.g, x)
+
+    def ones_like(self, x: str) -> str:
+        """Ones shaped like one sample of ``x``; broadcasting covers the batch."""
+        return self.b.const(np.ones(self._one_sample_shape(x), np.float32), "ones")
+
+    def constant_like(self, x: str, value) -> str:
+        shape = self._one_sample_shape(x)
+        try:
+            arr = np.broadcast_to(np.asarray(value, np.float32), shape)
+        except ValueError as exc:
+            raise CompositeError(f"bound of shape {np.shape(value)} does not broadcast to the input "
+                                 f"{x!r} of node {self.node.name!r} with per-sample shape {shape}") from exc
+        return self.b.const(np.ascontiguousarray(arr), "bound")
+
+    def _one_sample_shape(self, x: str) -> tuple:
+        shape = tuple(self.g.shape(x))
+        return (1,) + shape[1:] if shape else shape
+
+
+class SharedTensors:
+    """Memo of tensors derived from activations (x⁺, x⁻) and of sign facts."""
+
+    def __init__(self):
+        self._memo: dict = {}
+        self._nonneg: dict[str, bool] = {}
+
+    def get(self, key, make):
+        if key not in self._memo:
+            self._memo[key] = make()
+        return self._memo[key]
+
+    def nonnegative(self, g: ModelGraph, x: str) -> bool:
+        if x not in self._nonneg:
+            self._nonneg[x] = _nonnegative(g, x, self._nonneg)
+        return self._nonneg[x]
+
+
+def _nonnegative(g: ModelGraph, x: str, memo: dict) -> bool:
+    """True when ``x`` is provably >= 0 from the op that produced it (an optimisation only)."""
+    name = g.producer.get(x)
+    if name is None:
+        return False
+    node = g.nodes[name]
+    if node.op_type in _NONNEG_OPS:
+        return True
+    if node.op_type == "Clip":
+        low = g.const(node.input[1]) if len(node.input) > 1 and node.input[1] else None
+        return low is not None and float(low) >= 0
+    if node.op_type in _KEEPS_SIGN or node.op_type == "Concat":
+        sources = [t for t in node.input if t in g.relevant] if node.op_type == "Concat" else [node.input[0]]
+        if node.op_type == "Pad" and _pads_with_negative(g, node):
+            return False
+        for t in sources:
+            if t not in memo:
+                memo[t] = _nonnegative(g, t, memo)
+        return all(memo[t] for t in sources)
+    return False
+
+
+def _pads_with_negative(g: ModelGraph, node: onnx.NodeProto) -> bool:
+    if attr(node, "mode", "constant") != "constant" or len(node.input) < 3 or not node.input[2]:
+        return False
+    value = g.const(node.input[2])
+    return value is None or float(value) < 0

@@ -1,0 +1,38 @@
+"""onnxruntime sessions: provider choice and session options."""
+from __future__ import annotations
+
+import onnx
+import onnxruntime as ort
+
+from .errors import OnnxLrpError
+
+CUDA, CPU = "CUDAExecutionProvider", "CPUExecutionProvider"
+
+
+def resolve_providers(requested=None) -> list[str]:
+    """CUDA first when onnxruntime offers it, then CPU; or the user's list, checked."""
+    available = ort.get_available_providers()
+    if requested is None:
+        return [p for p in (CUDA, CPU) if p in available]
+    requested = [requested] if isinstance(requested, str) else list(requested)
+    missing = [p for p in requested if p not in available]
+    if missing:
+        raise OnnxLrpError(f"execution providers {missing!r} are not available in this onnxruntime; "
+                           f"available: {available!r} (install onnxruntime-gpu for CUDA)")
+    return requested
+
+
+def session_options(optimize: bool = True, threads: int | None = None) -> ort.SessionOptions:
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = (ort.GraphOptimizationLevel.ORT_ENABLE_ALL if optimize
+                                     else ort.GraphOptimizationLevel.ORT_DISABLE_ALL)
+    if threads:
+        opts.intra_op_num_threads = threads
+    opts.log_severity_level = 3
+    return opts
+
+
+def make_session(model: onnx.ModelProto, providers: list[str], optimize: bool = True,
+                 threads: int | None = None) -> ort.InferenceSession:
+    return ort.InferenceSession(model.SerializeToString(), sess_options=session_options(optimize, threads),
+                                providers=providers)

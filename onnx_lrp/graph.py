@@ -1,0 +1,206 @@
+"""Loading an ONNX model and viewing it as a networkx DAG of ops.
+
+:func:`load_model` reads a path or ``ModelProto`` (external data too), checks it and brings it to
+one opset. :class:`ModelGraph` is the canonized model plus what the compiler needs: constants,
+probed shapes and dtypes of every tensor, the data input, the explained output, and a
+``networkx.DiGraph`` whose nodes are the ops that carry relevance.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import networkx as nx
+import numpy as np
+import onnx
+from onnx import numpy_helper, version_converter
+
+from .errors import InvalidInput, ModelLoadError
+
+#: Opset every model is brought to before compiling; emitted nodes use its semantics.
+MIN_OPSET = 17
+FLOAT_TYPES = {onnx.TensorProto.FLOAT, onnx.TensorProto.DOUBLE, onnx.TensorProto.FLOAT16,
+               onnx.TensorProto.BFLOAT16}
+
+
+def load_model(model) -> tuple[onnx.ModelProto, str]:
+    """Read ``model`` (path or ModelProto), check it and bring it to at least :data:`MIN_OPSET`.
+
+    Returns the model and a label naming where it came from, for messages.
+    """
+    if isinstance(model, onnx.ModelProto):
+        proto, label = onnx.ModelProto(), "<ModelProto>"
+        proto.CopyFrom(model)
+    else:
+        proto, label = _read_file(model), str(model)
+    _check(proto, label)
+    proto = _upgrade_opset(proto, label)
+    _drop_initializer_inputs(proto)
+    _name_nodes(proto)
+    return proto, label
+
+
+def _read_file(path) -> onnx.ModelProto:
+    path = Path(os.fspath(path))
+    if not path.is_file():
+        raise ModelLoadError(f"model file {str(path)!r} does not exist; pass the path of an .onnx file")
+    try:
+        return onnx.load(str(path), load_external_data=True)
+    except Exception as exc:  # protobuf raises several unrelated types
+        raise ModelLoadError(
+            f"cannot read {str(path)!r} as an ONNX model ({type(exc).__name__}: {exc}); "
+            "is it a complete .onnx file (and its external data files beside it)?") from exc
+
+
+def _check(proto: onnx.ModelProto, label: str) -> None:
+    if not proto.graph.node:
+        raise ModelLoadError(f"{label!r} holds no graph nodes; is it an ONNX model file?")
+    try:
+        onnx.checker.check_model(proto)
+    except Exception as exc:
+        raise ModelLoadError(f"{label!r} is not a valid ONNX model: {exc}") from exc
+
+
+def opset_of(proto: onnx.ModelProto) -> int:
+    for imp in proto.opset_import:
+        if imp.domain in ("", "ai.onnx"):
+            return imp.version
+    return 1
+
+
+def _upgrade_opset(proto: onnx.ModelProto, label: str) -> onnx.ModelProto:
+    if opset_of(proto) >= MIN_OPSET:
+        return proto
+    try:
+        return version_converter.convert_version(proto, MIN_OPSET)
+    except Exception as exc:
+        raise ModelLoadError(
+            f"cannot convert {label!r} from opset {opset_of(proto)} to {MIN_OPSET} ({exc}); "
+            f"re-export the model at opset >= {MIN_OPSET}") from exc
+
+
+def _drop_initializer_inputs(proto: onnx.ModelProto) -> None:
+    """IR < 4 models list weights as graph inputs too; they are constants, not inputs."""
+    inits = {t.name for t in proto.graph.initializer}
+    keep = [i for i in proto.graph.input if i.name not in inits]
+    del proto.graph.input[:]
+    proto.graph.input.extend(keep)
+
+
+def _name_nodes(proto: onnx.ModelProto) -> None:
+    """Give every node a unique name: errors and overrides refer to nodes by name."""
+    seen: set[str] = set()
+    for i, node in enumerate(proto.graph.node):
+        name = node.name or f"{node.op_type}_{i}"
+        while name in seen:
+            name = f"{name}_{i}"
+        node.name = name
+        seen.add(name)
+
+
+def initializers(proto: onnx.ModelProto) -> dict[str, np.ndarray]:
+    return {t.name: numpy_helper.to_array(t) for t in proto.graph.initializer}
+
+
+def data_input(proto: onnx.ModelProto, label: str, name: str | None = None) -> onnx.ValueInfoProto:
+    """The graph input that takes the data (the one to explain); error if ambiguous."""
+    inputs = list(proto.graph.input)
+    if name is not None:
+        for vi in inputs:
+            if vi.name == name:
+                return vi
+        raise InvalidInput(f"{label!r} has no input {name!r}; its inputs are {[i.name for i in inputs]!r}")
+    floats = [vi for vi in inputs if vi.type.tensor_type.elem_type in FLOAT_TYPES]
+    if len(floats) == 1:
+        return floats[0]
+    if not floats:
+        raise InvalidInput(f"{label!r} has no floating-point input to explain; inputs: "
+                           f"{[i.name for i in inputs]!r}")
+    raise InvalidInput(f"{label!r} has several inputs {[i.name for i in floats]!r}; "
+                       "name the one to explain with input_name=...")
+
+
+def declared_shape(vi: onnx.ValueInfoProto) -> list:
+    """Dims of a graph input: ints where fixed, strings (or None) where symbolic."""
+    dims = []
+    for d in vi.type.tensor_type.shape.dim:
+        dims.append(d.dim_value if d.HasField("dim_value") else (d.dim_param or None))
+    return dims
+
+
+@dataclass
+class ModelGraph:
+    """A canonized model specialised to one input shape, as the compiler sees it."""
+
+    model: onnx.ModelProto
+    label: str
+    input_name: str
+    output_name: str
+    consts: dict[str, np.ndarray]
+    shapes: dict[str, tuple]
+    dtypes: dict[str, np.dtype]
+    dag: nx.DiGraph = field(default_factory=nx.DiGraph)
+    nodes: dict[str, onnx.NodeProto] = field(default_factory=dict)
+    producer: dict[str, str] = field(default_factory=dict)
+    relevant: set[str] = field(default_factory=set)
+
+    @classmethod
+    def build(cls, model, label, input_name, output_name, shapes, dtypes) -> "ModelGraph":
+        g = cls(model, label, input_name, output_name, initializers(model), shapes, dtypes)
+        g._index()
+        return g
+
+    def _index(self) -> None:
+        for node in self.model.graph.node:
+            self.nodes[node.name] = node
+            for out in node.output:
+                if out:
+                    self.producer[out] = node.name
+        self._mark_relevant()
+        for node in self.model.graph.node:
+            if self.is_relevant_node(node):
+                self.dag.add_node(node.name)
+                for tensor in node.input:
+                    if tensor in self.relevant and tensor in self.producer:
+                        self.dag.add_edge(self.producer[tensor], node.name, tensor=tensor)
+
+    def _mark_relevant(self) -> None:
+        """A tensor carries relevance if it is floating point and computed from the data input
+        through at least one floating-point tensor; integer shape arithmetic carries none."""
+        self.relevant = {self.input_name}
+        for node in self.model.graph.node:  # ONNX requires topological order
+            if any(t in self.relevant for t in node.input):
+                for out in node.output:
+                    if out and self.is_float(out):
+                        self.relevant.add(out)
+
+    def is_float(self, tensor: str) -> bool:
+        dt = self.dtypes.get(tensor)
+        return dt is not None and np.issubdtype(dt, np.floating)
+
+    def is_relevant_node(self, node: onnx.NodeProto) -> bool:
+        return any(t in self.relevant for t in node.output)
+
+    def relevant_inputs(self, node: onnx.NodeProto) -> list[int]:
+        return [i for i, t in enumerate(node.input) if t in self.relevant]
+
+    def const(self, tensor: str) -> np.ndarray | None:
+        return self.consts.get(tensor)
+
+    def shape(self, tensor: str) -> tuple:
+        if tensor in self.shapes:
+            return self.shapes[tensor]
+        if tensor in self.consts:
+            return self.consts[tensor].shape
+        raise KeyError(tensor)
+
+    def topo_nodes(self) -> list[onnx.NodeProto]:
+        return [self.nodes[n] for n in nx.lexicographical_topological_sort(
+            self.dag, key=lambda n: self._order[n])]
+
+    @property
+    def _order(self) -> dict[str, int]:
+        if not hasattr(self, "_order_cache"):
+            self._order_cache = {n.name: i for i, n in enumerate(self.model.graph.node)}
+        return self._order_cache

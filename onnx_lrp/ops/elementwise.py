@@ -1,0 +1,110 @@
+"""Elementwise arithmetic.
+
+With one constant operand, Add/Sub/Mul/Div/Neg are affine: ``y = w·x + c`` (parameters
+``weight`` = w and ``bias`` = c, so weight-modifying rules apply). With several activations,
+Add/Sub/Sum/Mean are sums (Norm rule in every preset).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .base import AFFINE, SUM, Handler, unbroadcast, unsupported
+from .registry import register
+
+
+class AffineHandler(Handler):
+    category = AFFINE
+
+    def relevant_inputs(self, node, g):
+        return g.relevant_inputs(node)[:1]
+
+    def check(self, node, g):
+        if node.op_type == "Neg":
+            return
+        other = node.input[1 - g.relevant_inputs(node)[0]]
+        if g.const(other) is None:
+            raise unsupported(node, "the second operand is neither constant nor relevant data")
+        if node.op_type == "Div" and g.relevant_inputs(node)[0] == 1:
+            raise unsupported(node, "division by an activation (c / x) is not affine")
+
+    def params(self, node, g):
+        if node.op_type == "Neg":
+            return {"weight": np.array(-1.0, np.float32), "bias": np.array(0.0, np.float32)}
+        idx = g.relevant_inputs(node)[0]
+        c = g.const(node.input[1 - idx]).astype(np.float64)
+        one, zero = np.ones_like(c), np.zeros_like(c)
+        weight, bias = {
+            "Add": (one, c), "Mul": (c, zero), "Div": (1.0 / c, zero),
+            "Sub": (one, -c) if idx == 0 else (-one, c),
+        }[node.op_type]
+        return {"weight": weight.astype(np.float32), "bias": bias.astype(np.float32)}
+
+    def forward(self, b, node, g, inputs, params):
+        scaled = b.mul(inputs[0], b.const(params["weight"], "w"))
+        return b.add(scaled, b.const(params["bias"], "b"))
+
+    def vjp(self, b, node, g, grads, params):
+        grad = b.mul(grads[0], b.const(params["weight"], "w"))
+        x = node.input[self.relevant_inputs(node, g)[0]]
+        return [unbroadcast(b, grad, g.shape(node.output[0]), g.shape(x))]
+
+
+class SumHandler(Handler):
+    """Add/Sub/Sum/Mean of activations (residual connections)."""
+
+    category = SUM
+
+    def check(self, node, g):
+        consts = [t for i, t in enumerate(node.input) if t and i not in g.relevant_inputs(node)]
+        if consts:
+            raise unsupported(node, "a sum of activations and constants; fold the constant into a bias first")
+
+    def vjp(self, b, node, g, grads, params):
+        out_shape = g.shape(node.output[0])
+        n = len(node.input)
+        result = []
+        for i in self.relevant_inputs(node, g):
+            grad = grads[0]
+            if node.op_type == "Sub" and i == 1:
+                grad = b.op("Neg", [grad])
+            if node.op_type == "Mean":
+                grad = b.mul(grad, b.const(1.0 / n))
+            result.append(unbroadcast(b, grad, out_shape, g.shape(node.input[i])))
+        return result
+
+
+class ArithmeticHandler(Handler):
+    """Dispatch on how many operands carry relevance."""
+
+    def __init__(self):
+        self.affine, self.sum = AffineHandler(), SumHandler()
+
+    def _pick(self, node, g) -> Handler:
+        if node.op_type in ("Add", "Sub", "Sum", "Mean") and len(g.relevant_inputs(node)) > 1:
+            return self.sum
+        if node.op_type in ("Sum", "Mean") and len(node.input) == 1:
+            return self.sum
+        if node.op_type in ("Mul", "Div") and len(g.relevant_inputs(node)) > 1:
+            raise unsupported(node, f"{node.op_type} of two activations (gating) has no rule yet")
+        return self.affine
+
+    def category_of(self, node, g):
+        return self._pick(node, g).category
+
+    def check(self, node, g):
+        self._pick(node, g).check(node, g)
+
+    def relevant_inputs(self, node, g):
+        return self._pick(node, g).relevant_inputs(node, g)
+
+    def params(self, node, g):
+        return self._pick(node, g).params(node, g)
+
+    def forward(self, b, node, g, inputs, params):
+        return self._pick(node, g).forward(b, node, g, inputs, params)
+
+    def vjp(self, b, node, g, grads, params):
+        return self._pick(node, g).vjp(b, node, g, grads, params)
+
+
+register(ArithmeticHandler(), "Add", "Sub", "Mul", "Div", "Neg", "Sum", "Mean")

@@ -1,0 +1,194 @@
+"""Linear ops with weights: Conv, ConvTranspose, Gemm, MatMul with a constant operand.
+
+The VJP of a convolution is the transposed convolution with the same weight (and vice versa);
+the VJP of a dense layer multiplies by the transposed weight.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .base import CONV, DENSE, Handler, attr, unsupported
+from .registry import register
+
+
+def _spatial(shape) -> tuple:
+    return tuple(shape[2:])
+
+
+def resolve_conv_pads(node, in_spatial, kernel, strides, dilations) -> list[int]:
+    """Explicit [begin..., end...] pads, resolving auto_pad against the probed input size."""
+    auto_pad = attr(node, "auto_pad", "NOTSET")
+    n = len(kernel)
+    if auto_pad in ("NOTSET", ""):
+        return list(attr(node, "pads", [0] * (2 * n)))
+    if auto_pad == "VALID":
+        return [0] * (2 * n)
+    begin, end = [], []
+    for size, k, s, d in zip(in_spatial, kernel, strides, dilations):
+        out = math.ceil(size / s)
+        total = max((out - 1) * s + d * (k - 1) + 1 - size, 0)
+        small, large = total // 2, total - total // 2
+        begin.append(small if auto_pad == "SAME_UPPER" else large)
+        end.append(large if auto_pad == "SAME_UPPER" else small)
+    return begin + end
+
+
+class ConvHandler(Handler):
+    category = CONV
+
+    def relevant_inputs(self, node, g):
+        return [0]
+
+    def check(self, node, g):
+        if g.const(node.input[1]) is None:
+            raise unsupported(node, "the weight is computed at run time; onnx-lrp needs constant weights")
+        if len(node.input) > 2 and node.input[2] and g.const(node.input[2]) is None:
+            raise unsupported(node, "the bias is computed at run time; onnx-lrp needs a constant bias")
+
+    def params(self, node, g):
+        weight = g.const(node.input[1])
+        bias = g.const(node.input[2]) if len(node.input) > 2 and node.input[2] else None
+        return {"weight": weight, "bias": np.zeros(weight.shape[0], weight.dtype) if bias is None else bias}
+
+    def geometry(self, node, g) -> dict:
+        weight = g.const(node.input[1])
+        kernel = list(attr(node, "kernel_shape", weight.shape[2:]))
+        n = len(kernel)
+        strides = list(attr(node, "strides", [1] * n))
+        dilations = list(attr(node, "dilations", [1] * n))
+        in_spatial = _spatial(g.shape(node.input[0]))
+        pads = resolve_conv_pads(node, in_spatial, kernel, strides, dilations)
+        return dict(kernel_shape=kernel, strides=strides, dilations=dilations, pads=pads,
+                    group=attr(node, "group", 1))
+
+    def forward(self, b, node, g, inputs, params):
+        geo = self.geometry(node, g)
+        args = [inputs[0], b.const(params["weight"], "w"), b.const(params["bias"], "b")]
+        return b.op("Conv", args, hint="conv", **geo)
+
+    def vjp(self, b, node, g, grads, params):
+        geo = self.geometry(node, g)
+        in_spatial = _spatial(g.shape(node.input[0]))
+        out_spatial = _spatial(g.shape(node.output[0]))
+        output_padding = []
+        for size, out, k, s, d, pb, pe in zip(in_spatial, out_spatial, geo["kernel_shape"], geo["strides"],
+                                               geo["dilations"], geo["pads"][:len(in_spatial)],
+                                               geo["pads"][len(in_spatial):]):
+            output_padding.append(size - (s * (out - 1) + d * (k - 1) + 1 - pb - pe))
+        return [b.op("ConvTranspose", [grads[0], b.const(params["weight"], "w")], hint="conv_vjp",
+                     output_padding=output_padding, **geo)]
+
+
+class ConvTransposeHandler(ConvHandler):
+    def check(self, node, g):
+        super().check(node, g)
+        if attr(node, "output_shape") or attr(node, "auto_pad", "NOTSET") not in ("NOTSET", ""):
+            raise unsupported(node, "ConvTranspose with output_shape or auto_pad is not supported; "
+                                    "export it with explicit pads and output_padding")
+
+    def params(self, node, g):
+        weight = g.const(node.input[1])
+        out_channels = weight.shape[1] * attr(node, "group", 1)
+        bias = g.const(node.input[2]) if len(node.input) > 2 and node.input[2] else None
+        return {"weight": weight, "bias": np.zeros(out_channels, weight.dtype) if bias is None else bias}
+
+    def geometry(self, node, g) -> dict:
+        weight = g.const(node.input[1])
+        kernel = list(attr(node, "kernel_shape", weight.shape[2:]))
+        n = len(kernel)
+        return dict(kernel_shape=kernel, strides=list(attr(node, "strides", [1] * n)),
+                    dilations=list(attr(node, "dilations", [1] * n)),
+                    pads=list(attr(node, "pads", [0] * (2 * n))), group=attr(node, "group", 1))
+
+    def forward(self, b, node, g, inputs, params):
+        geo = self.geometry(node, g)
+        n = len(geo["kernel_shape"])
+        args = [inputs[0], b.const(params["weight"], "w"), b.const(params["bias"], "b")]
+        return b.op("ConvTranspose", args, hint="convT",
+                    output_padding=list(attr(node, "output_padding", [0] * n)), **geo)
+
+    def vjp(self, b, node, g, grads, params):
+        geo = self.geometry(node, g)
+        return [b.op("Conv", [grads[0], b.const(params["weight"], "w")], hint="convT_vjp", **geo)]
+
+
+class GemmHandler(Handler):
+    category = DENSE
+
+    def relevant_inputs(self, node, g):
+        return [0]
+
+    def check(self, node, g):
+        if node.input[0] not in g.relevant or g.const(node.input[1]) is None:
+            raise unsupported(node, "Gemm is supported with the data as A and a constant B")
+        if len(node.input) > 2 and node.input[2] and g.const(node.input[2]) is None:
+            raise unsupported(node, "the Gemm's C is computed at run time; onnx-lrp needs a constant bias")
+
+    def _out_features(self, node, weight):
+        return weight.shape[0] if attr(node, "transB", 0) else weight.shape[1]
+
+    def params(self, node, g):
+        weight = g.const(node.input[1])
+        m = self._out_features(node, weight)
+        bias = np.zeros(m, weight.dtype)
+        if len(node.input) > 2 and node.input[2]:
+            c = g.const(node.input[2]) * attr(node, "beta", 1.0)
+            bias = np.broadcast_to(c, (1, m)).reshape(m) if c.size in (1, m) else c
+        return {"weight": weight, "bias": bias}
+
+    def forward(self, b, node, g, inputs, params):
+        args = [inputs[0], b.const(params["weight"], "w"), b.const(params["bias"], "b")]
+        return b.op("Gemm", args, hint="gemm", alpha=attr(node, "alpha", 1.0), beta=1.0,
+                    transA=attr(node, "transA", 0), transB=attr(node, "transB", 0))
+
+    def vjp(self, b, node, g, grads, params):
+        grad = b.op("Gemm", [grads[0], b.const(params["weight"], "w")], hint="gemm_vjp",
+                    alpha=attr(node, "alpha", 1.0), transB=1 - attr(node, "transB", 0))
+        if attr(node, "transA", 0):
+            grad = b.op("Transpose", [grad], perm=[1, 0])
+        return [grad]
+
+
+class MatMulHandler(Handler):
+    """MatMul with one constant 2-D operand: x @ W (data first) or W @ x (data second)."""
+
+    category = DENSE
+
+    def _data_index(self, node, g) -> int:
+        return 0 if node.input[0] in g.relevant else 1
+
+    def relevant_inputs(self, node, g):
+        return [self._data_index(node, g)]
+
+    def check(self, node, g):
+        if all(t in g.relevant for t in node.input[:2]):
+            raise unsupported(node, "MatMul of two activations (e.g. attention) has no rule yet")
+        weight = g.const(node.input[1 - self._data_index(node, g)])
+        if weight is None or weight.ndim != 2:
+            raise unsupported(node, "MatMul is supported with a constant 2-D operand")
+
+    def params(self, node, g):
+        weight = g.const(node.input[1 - self._data_index(node, g)])
+        bias_len = weight.shape[1] if self._data_index(node, g) == 0 else 1
+        return {"weight": weight, "bias": np.zeros(bias_len, weight.dtype)}
+
+    def forward(self, b, node, g, inputs, params):
+        w = b.const(params["weight"], "w")
+        args = [inputs[0], w] if self._data_index(node, g) == 0 else [w, inputs[0]]
+        out = b.op("MatMul", args, hint="matmul")
+        if np.any(params["bias"]):
+            out = b.op("Add", [out, b.const(params["bias"], "b")])
+        return out
+
+    def vjp(self, b, node, g, grads, params):
+        wt = b.const(np.ascontiguousarray(params["weight"].T), "wT")
+        args = [grads[0], wt] if self._data_index(node, g) == 0 else [wt, grads[0]]
+        return [b.op("MatMul", args, hint="matmul_vjp")]
+
+
+register(ConvHandler(), "Conv")
+register(ConvTransposeHandler(), "ConvTranspose")
+register(GemmHandler(), "Gemm")
+register(MatMulHandler(), "MatMul")

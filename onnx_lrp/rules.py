@@ -1,0 +1,259 @@
+"""LRP rules, op-agnostic: each is written against a node context that can emit the op's forward
+pass with modified inputs/parameters and its VJP (see :mod:`onnx_lrp.ops.base`).
+
+Semantics and defaults follow Zennit 0.5.1. ``stab(z) = z + ε·sign(z)`` with sign(0) = +1.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .errors import CompositeError
+
+
+def _positive(name, p):
+    return np.maximum(p, 0)
+
+
+def _negative(name, p):
+    return np.minimum(p, 0)
+
+
+def _no_bias(modifier):
+    def modify(name, p):
+        return np.zeros_like(p) if name == "bias" else modifier(name, p)
+    modify.key = ("nobias", _key(modifier))
+    return modify
+
+
+def _key(modifier):
+    return getattr(modifier, "key", modifier)
+
+
+def _gamma_mod(gamma, sign):
+    clamp = np.maximum if sign > 0 else np.minimum
+
+    def modify(name, p):
+        return p + gamma * clamp(p, 0)
+    modify.key = ("gamma", gamma, sign)
+    return modify
+
+
+_positive.key = "positive"
+_negative.key = "negative"
+
+
+class Rule:
+    """Base class. ``__call__(ctx)`` returns the relevance at each relevant input of the node."""
+
+    needs_params = False
+
+    def __call__(self, ctx) -> list[str]:
+        raise NotImplementedError
+
+    def __repr__(self):
+        args = ", ".join(f"{k}={v!r}" for k, v in vars(self).items() if not k.startswith("_"))
+        return f"{type(self).__name__}({args})"
+
+    def _single_input(self, ctx) -> str:
+        if len(ctx.inputs) != 1:
+            raise CompositeError(f"rule {type(self).__name__} needs a node with one relevant input; node "
+                                 f"{ctx.node.name!r} ({ctx.node.op_type}) has {len(ctx.inputs)}; use Norm")
+        return ctx.inputs[0]
+
+
+class Epsilon(Rule):
+    """LRP-ε (Bach et al. 2015, "On pixel-wise explanations..."): ``x ⊙ VJP_W(R / stab(z))``.
+
+    ``epsilon=0`` is LRP-0 (then only zero denominators are shifted, by 0: avoid it on dead units).
+    """
+
+    def __init__(self, epsilon: float = 1e-6):
+        self.epsilon = epsilon
+
+    def __call__(self, ctx):
+        x = self._single_input(ctx)
+        s = ctx.b.div(ctx.R, ctx.b.stabilize(ctx.forward(), self.epsilon))
+        return [ctx.b.mul(x, ctx.vjp(s)[0])]
+
+
+class Norm(Rule):
+    """Parameter-free ε rule used for sums and average pools: ``x_i ⊙ VJP_i(R / stab(f(x)))``."""
+
+    def __init__(self, stabilizer: float = 1e-6):
+        self.stabilizer = stabilizer
+
+    def __call__(self, ctx):
+        s = ctx.b.div(ctx.R, ctx.b.stabilize(ctx.forward(), self.stabilizer))
+        return [ctx.b.mul(x, g) for x, g in zip(ctx.inputs, ctx.vjp(s))]
+
+
+class ZPlus(Rule):
+    """LRP-z⁺ (Montavon et al. 2017, "Explaining nonlinear classification decisions with deep
+    Taylor decomposition"), Zennit's form: positive weights for x⁺, negative weights for x⁻."""
+
+    needs_params = True
+
+    def __init__(self, stabilizer: float = 1e-6):
+        self.stabilizer = stabilizer
+
+    def __call__(self, ctx):
+        x = self._single_input(ctx)
+        pairs = _sign_pairs(ctx, x, _positive, _no_bias(_negative))
+        z = ctx.b.sum([ctx.forward([xi], mod) for xi, mod in pairs])
+        s = ctx.b.div(ctx.R, ctx.b.stabilize(z, self.stabilizer))
+        return [ctx.b.sum([ctx.b.mul(xi, ctx.vjp(s, mod)[0]) for xi, mod in pairs])]
+
+
+class AlphaBeta(Rule):
+    """LRP-αβ (Bach et al. 2015): ``α·R⁺ − β·R⁻`` with α − β = 1 (default α=2, β=1)."""
+
+    needs_params = True
+
+    def __init__(self, alpha: float = 2.0, beta: float = 1.0, stabilizer: float = 1e-6):
+        if not np.isclose(alpha - beta, 1.0):
+            raise CompositeError(f"AlphaBeta needs alpha - beta = 1 to conserve relevance; got alpha={alpha!r}, "
+                                 f"beta={beta!r}")
+        self.alpha, self.beta, self.stabilizer = alpha, beta, stabilizer
+
+    def __call__(self, ctx):
+        x = self._single_input(ctx)
+        pos = _signed_part(ctx, _sign_pairs(ctx, x, _positive, _no_bias(_negative)), self.stabilizer)
+        neg = _signed_part(ctx, _sign_pairs(ctx, x, _negative, _no_bias(_positive)), self.stabilizer)
+        b = ctx.b
+        if neg is None:
+            return [b.mul(pos, b.const(self.alpha))]
+        return [b.sub(b.mul(pos, b.const(self.alpha)), b.mul(neg, b.const(self.beta)))]
+
+
+class Gamma(Rule):
+    """Generalised LRP-γ (Montavon et al. 2019, "Layer-wise relevance propagation: an overview";
+    Zennit 0.5.1): where z > 0, contributions x⁺(W+γW⁺) and x⁻(W+γW⁻) share R; where z < 0,
+    x⁺(W+γW⁻) and x⁻(W+γW⁺) do. Bias terms follow the weights of the x⁺ pass."""
+
+    needs_params = True
+
+    def __init__(self, gamma: float = 0.25, stabilizer: float = 1e-6):
+        self.gamma, self.stabilizer = gamma, stabilizer
+
+    def __call__(self, ctx):
+        x = self._single_input(ctx)
+        b = ctx.b
+        up, down = _gamma_mod(self.gamma, +1), _gamma_mod(self.gamma, -1)
+        z = ctx.forward()
+        pos_mask = b.op("Cast", [b.op("Greater", [z, b.const(0.0)])], to=1)
+        neg_mask = b.op("Cast", [b.op("Less", [z, b.const(0.0)])], to=1)
+        terms = []
+        for mask, pairs in ((pos_mask, _sign_pairs(ctx, x, up, _no_bias(down))),
+                            (neg_mask, _sign_pairs(ctx, x, down, _no_bias(up)))):
+            denom = b.stabilize(b.sum([ctx.forward([xi], mod) for xi, mod in pairs]), self.stabilizer)
+            s = b.div(b.mul(mask, ctx.R), denom)
+            terms += [b.mul(xi, ctx.vjp(s, mod)[0]) for xi, mod in pairs]
+        return [b.sum(terms)]
+
+
+class Flat(Rule):
+    """LRP-flat (Lapuschkin et al. 2019, "Unmasking Clever Hans predictors"): inputs and weights set
+    to one, bias zero; relevance is spread uniformly over each receptive field."""
+
+    needs_params = True
+
+    def __init__(self, stabilizer: float = 1e-6):
+        self.stabilizer = stabilizer
+
+    def __call__(self, ctx):
+        x = self._single_input(ctx)
+        ones = _ones_mod()
+        z = ctx.forward([ctx.ones_like(x)], ones)
+        s = ctx.b.div(ctx.R, ctx.b.stabilize(z, self.stabilizer))
+        return [ctx.vjp(s, ones)[0]]
+
+
+class WSquare(Rule):
+    """LRP-w² (Montavon et al. 2017): inputs set to one, weights and bias squared."""
+
+    needs_params = True
+
+    def __init__(self, stabilizer: float = 1e-6):
+        self.stabilizer = stabilizer
+
+    def __call__(self, ctx):
+        x = self._single_input(ctx)
+        square = _square_mod()
+        z = ctx.forward([ctx.ones_like(x)], square)
+        s = ctx.b.div(ctx.R, ctx.b.stabilize(z, self.stabilizer))
+        return [ctx.vjp(s, square)[0]]
+
+
+class ZBox(Rule):
+    """LRP-z^B (Montavon et al. 2017) for inputs bounded by ``low`` and ``high`` (scalars or arrays
+    broadcastable to one sample, e.g. per channel (1, C, 1, 1)). The bias cancels."""
+
+    needs_params = True
+
+    def __init__(self, low, high, stabilizer: float = 1e-6):
+        self.low, self.high, self.stabilizer = low, high, stabilizer
+
+    def __call__(self, ctx):
+        x = self._single_input(ctx)
+        b = ctx.b
+        low, high = ctx.constant_like(x, self.low), ctx.constant_like(x, self.high)
+        parts = [(x, _identity_mod), (low, _positive), (high, _negative)]
+        outs = [ctx.forward([xi], mod) for xi, mod in parts]
+        s = b.div(ctx.R, b.stabilize(b.sub(b.sub(outs[0], outs[1]), outs[2]), self.stabilizer))
+        contrib = [b.mul(xi, ctx.vjp(s, mod)[0]) for xi, mod in parts]
+        return [b.sub(b.sub(contrib[0], contrib[1]), contrib[2])]
+
+
+class Pass(Rule):
+    """Relevance passes unchanged (activations, normalisations with the statistics held fixed)."""
+
+    def __call__(self, ctx):
+        self._single_input(ctx)
+        return [ctx.R]
+
+
+class Gradient(Rule):
+    """Relevance is routed by the op's VJP: data movement (reshape, concat, slice, ...) and
+    MaxPool (winner takes all)."""
+
+    def __call__(self, ctx):
+        return ctx.vjp(ctx.R_all)
+
+
+def _identity_mod(name, p):
+    return p
+
+
+_identity_mod.key = "identity"
+
+
+def _ones_mod():
+    def modify(name, p):
+        return np.zeros_like(p) if name == "bias" else np.ones_like(p)
+    modify.key = "flat"
+    return modify
+
+
+def _square_mod():
+    def modify(name, p):
+        return p ** 2
+    modify.key = "square"
+    return modify
+
+
+def _sign_pairs(ctx, x, mod_for_pos, mod_for_neg):
+    """[(x⁺, mod), (x⁻, mod)], dropping x⁻ when x is known non-negative (it would contribute 0)."""
+    pairs = [(ctx.positive(x), mod_for_pos)]
+    if not ctx.nonnegative(x):
+        pairs.append((ctx.negative(x), mod_for_neg))
+    return pairs
+
+
+def _signed_part(ctx, pairs, stabilizer):
+    z = ctx.b.sum([ctx.forward([xi], mod) for xi, mod in pairs])
+    s = ctx.b.div(ctx.R, ctx.b.stabilize(z, stabilizer))
+    return ctx.b.sum([ctx.b.mul(xi, ctx.vjp(s, mod)[0]) for xi, mod in pairs])
+
+
+RULES = {cls.__name__: cls for cls in (Epsilon, ZPlus, AlphaBeta, Gamma, Flat, WSquare, ZBox, Pass, Norm,
+                                       Gradient)}
