@@ -120,7 +120,7 @@ def _nonnegative(g: ModelGraph, x: str, memo: dict) -> bool:
         return True
     if node.op_type == "Clip":
         low = g.const(node.input[1]) if len(node.input) > 1 and node.input[1] else None
-        return low is not None and float(low) >= 0
+        return low is not None and float(np.min(low)) >= 0
     if node.op_type in _KEEPS_SIGN or node.op_type == "Concat":
         sources = [t for t in node.input if t in g.relevant] if node.op_type == "Concat" else [node.input[0]]
         if node.op_type == "Pad" and _pads_with_negative(g, node):
@@ -136,4 +136,4 @@ def _pads_with_negative(g: ModelGraph, node: onnx.NodeProto) -> bool:
     if attr(node, "mode", "constant") != "constant" or len(node.input) < 3 or not node.input[2]:
         return False
     value = g.const(node.input[2])
-    return value is None or float(value) < 0
+    return value is None or float(np.min(value)) < 0

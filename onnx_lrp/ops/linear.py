@@ -130,7 +130,8 @@ class GemmHandler(Handler):
         return weight.shape[0] if attr(node, "transB", 0) else weight.shape[1]
 
     def params(self, node, g):
-        weight = g.const(node.input[1])
+        # alpha is folded into the weight so that rules modify the effective weight alpha·B
+        weight = g.const(node.input[1]) * np.float32(attr(node, "alpha", 1.0))
         m = self._out_features(node, weight)
         bias = np.zeros(m, weight.dtype)
         if len(node.input) > 2 and node.input[2]:
@@ -140,12 +141,11 @@ class GemmHandler(Handler):
 
     def forward(self, b, node, g, inputs, params):
         args = [inputs[0], b.const(params["weight"], "w"), b.const(params["bias"], "b")]
-        return b.op("Gemm", args, hint="gemm", alpha=attr(node, "alpha", 1.0), beta=1.0,
-                    transA=attr(node, "transA", 0), transB=attr(node, "transB", 0))
+        return b.op("Gemm", args, hint="gemm", transA=attr(node, "transA", 0), transB=attr(node, "transB", 0))
 
     def vjp(self, b, node, g, grads, params):
         grad = b.op("Gemm", [grads[0], b.const(params["weight"], "w")], hint="gemm_vjp",
-                    alpha=attr(node, "alpha", 1.0), transB=1 - attr(node, "transB", 0))
+                    transB=1 - attr(node, "transB", 0))
         if attr(node, "transA", 0):
             grad = b.op("Transpose", [grad], perm=[1, 0])
         return [grad]
