@@ -50,10 +50,13 @@ def assign_rules(g: ModelGraph, composite: Composite) -> list[tuple]:
     return plan
 
 
-def compile_explainer(g: ModelGraph, composite: Composite, keep_layers: bool = False) -> Compiled:
+def compile_explainer(g: ModelGraph, composite: Composite, keep_layers: bool = False,
+                      seed_times_output: bool = True) -> Compiled:
+    """Build the explainer graph. The output relevance is one-hot(target) × output, or the bare
+    one-hot with ``seed_times_output=False`` (what gradient-based attributions start from)."""
     plan = assign_rules(g, composite)
     b = GraphBuilder(_all_names(g.model))
-    relevance: dict[str, list[str]] = {g.output_name: [_seed(b, g)]}
+    relevance: dict[str, list[str]] = {g.output_name: [_seed(b, g, seed_times_output)]}
     shared, layers = SharedTensors(), {}
     for node, handler, rule in reversed(plan):
         arriving = [_total(b, relevance.get(t)) for t in node.output]
@@ -86,7 +89,7 @@ def _num_classes(g: ModelGraph) -> int:
     return int(np.prod(g.shape(g.output_name)[1:], dtype=np.int64))
 
 
-def _seed(b: GraphBuilder, g: ModelGraph) -> str:
+def _seed(b: GraphBuilder, g: ModelGraph, times_output: bool = True) -> str:
     """one-hot(target) × output; target -1 picks the predicted (arg-max) class."""
     out = g.output_name
     rank = len(g.shape(out))
@@ -94,7 +97,7 @@ def _seed(b: GraphBuilder, g: ModelGraph) -> str:
     pred = b.op("ArgMax", [flat], axis=1, keepdims=0)
     chosen = b.op("Where", [b.op("Less", [TARGET, b.ints(0)]), pred, TARGET], hint="target")
     onehot = b.op("OneHot", [chosen, b.ints(_num_classes(g)), b.const([0.0, 1.0])], axis=-1)
-    seed = b.op("Mul", [onehot, flat], hint="seed")
+    seed = b.op("Mul", [onehot, flat], hint="seed") if times_output else onehot
     if rank != 2:
         seed = b.op("Reshape", [seed, b.op("Shape", [out])])
     return seed
