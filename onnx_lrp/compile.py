@@ -41,7 +41,7 @@ def assign_rules(g: ModelGraph, composite: Composite) -> list[tuple]:
     """(node, handler, rule) for every node carrying relevance, in topological order."""
     plan, first_seen = [], False
     for node in g.topo_nodes():
-        handler = handler_for(node)
+        handler = handler_for(node, g)
         handler.check(node, g)
         category = handler.category_of(node, g)
         is_first = not first_seen and category in _LINEAR

@@ -29,7 +29,7 @@ def run_rule(model: onnx.ModelProto, rule, x: np.ndarray, R: np.ndarray, node_na
     g = explainer.graph(x.shape[1:])
     node = g.nodes[node_name]
     b = GraphBuilder(_all_names(g.model) | {"R"})
-    ctx = NodeContext(b, g, node, handler_for(node), ["R"], SharedTensors())
+    ctx = NodeContext(b, g, node, handler_for(node, g), ["R"], SharedTensors())
     outs = rule(ctx)
     names = [f"out{i}" for i in range(len(outs))]
     for src, dst in zip(outs, names):

@@ -6,6 +6,9 @@ import onnx
 from .base import Handler, unsupported
 
 _HANDLERS: dict[tuple[str, str], Handler] = {}
+#: (op_type, matcher, handler): matcher(node, g) -> bool picks a handler for a graph pattern
+#: (e.g. x·sigmoid(x)) before the op type's own handler is consulted.
+_PATTERNS: list[tuple[str, object, Handler]] = []
 
 
 def register(handler: Handler, *op_types: str, domain: str = "") -> None:
@@ -13,17 +16,24 @@ def register(handler: Handler, *op_types: str, domain: str = "") -> None:
         _HANDLERS[(domain, op_type)] = handler
 
 
-def handler_for(node: onnx.NodeProto) -> Handler:
-    _load_families()
-    domain = "" if node.domain in ("", "ai.onnx") else node.domain
-    handler = _HANDLERS.get((domain, node.op_type))
+def register_pattern(op_type: str, matcher, handler: Handler) -> None:
+    """Use ``handler`` for nodes of ``op_type`` where ``matcher(node, graph)`` is true."""
+    _PATTERNS.append((op_type, matcher, handler))
+
+
+def handler_for(node: onnx.NodeProto, g=None) -> Handler:
+    handler = lookup(node, g)
     if handler is None:
         raise unsupported(node, "onnx-lrp has no handler for this op type")
     return handler
 
 
-def lookup(node: onnx.NodeProto) -> Handler | None:
+def lookup(node: onnx.NodeProto, g=None) -> Handler | None:
     _load_families()
+    if g is not None:
+        for op_type, matcher, handler in _PATTERNS:
+            if op_type == node.op_type and matcher(node, g):
+                return handler
     domain = "" if node.domain in ("", "ai.onnx") else node.domain
     return _HANDLERS.get((domain, node.op_type))
 
