@@ -31,8 +31,9 @@ class Canonized:
 def canonize(model: onnx.ModelProto, output: str) -> Canonized:
     """Run all passes; ``output`` names the graph output to explain."""
     model = fold_constants(model)
-    model = remove_identities(model)
+    # prune first: with one graph output left, an Identity copying another output away is removable
     model = prune_to_output(model, output)
+    model = remove_identities(model)
     model, output, stripped = strip_softmax(model, output)
     notes = []
     if stripped:

@@ -42,7 +42,9 @@ def get_const(model: onnx.ModelProto, name: str) -> np.ndarray | None:
 
 def set_initializer(model: onnx.ModelProto, name: str, array: np.ndarray) -> None:
     """Add or replace initializer ``name``."""
-    tensor = numpy_helper.from_array(np.ascontiguousarray(array), name)
+    # np.asarray, not np.ascontiguousarray: the latter turns a scalar into shape (1,), which changes
+    # the rank of e.g. a Gather with a scalar index or an Unsqueeze of a scalar size
+    tensor = numpy_helper.from_array(np.asarray(array), name)
     for i, t in enumerate(model.graph.initializer):
         if t.name == name:
             model.graph.initializer[i].CopyFrom(tensor)
@@ -71,15 +73,21 @@ def replace_uses(model: onnx.ModelProto, old: str, new: str) -> None:
             out.name = new
 
 
+def node_key(node: onnx.NodeProto) -> tuple:
+    """Identifies a node even when it is unnamed (passes are public and may see raw models): in a
+    valid graph no two nodes write the same output."""
+    return node.name, node.op_type, tuple(node.input), tuple(node.output)
+
+
 def remove_nodes(model: onnx.ModelProto, doomed: list[onnx.NodeProto]) -> None:
-    names = {n.name for n in doomed}
-    keep = [n for n in model.graph.node if n.name not in names]
+    keys = {node_key(n) for n in doomed}
+    keep = [n for n in model.graph.node if node_key(n) not in keys]
     del model.graph.node[:]
     model.graph.node.extend(keep)
 
 
 def drop_unused_initializers(model: onnx.ModelProto) -> None:
-    used = {t for n in model.graph.node for t in n.input}
+    used = {t for n in model.graph.node for t in reads(n)}
     used |= {o.name for o in model.graph.output}
     keep = [t for t in model.graph.initializer if t.name in used]
     del model.graph.initializer[:]
@@ -99,3 +107,17 @@ def set_attr(node: onnx.NodeProto, name: str, value) -> None:
             del node.attribute[i]
             break
     node.attribute.append(onnx.helper.make_attribute(name, value))
+
+
+def reads(node: onnx.NodeProto) -> set[str]:
+    """Tensors ``node`` reads, including those its subgraphs (If/Loop/Scan bodies) read from the
+    enclosing scope; a name a subgraph defines itself is over-approximated as read, which only
+    keeps more."""
+    names = {t for t in node.input if t}
+    for a in node.attribute:
+        graphs = [a.g] if a.type == onnx.AttributeProto.GRAPH else (
+            list(a.graphs) if a.type == onnx.AttributeProto.GRAPHS else [])
+        for g in graphs:
+            for inner in g.node:
+                names |= reads(inner)
+    return names

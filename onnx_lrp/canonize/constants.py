@@ -26,7 +26,10 @@ def fold_constants(model: onnx.ModelProto) -> onnx.ModelProto:
     for node in model.graph.node:
         if not _foldable(node, known, graph_inputs):
             continue
-        values = _evaluate(node, model, opset)
+        try:
+            values = _evaluate(node, model, opset)
+        except Exception:  # noqa: BLE001 - e.g. a string Constant or an op the evaluator lacks
+            continue  # left in place: the graph still runs; a handler names it if it matters
         for name, value in zip(node.output, values):
             if name:
                 set_initializer(model, name, np.asarray(value))
@@ -40,6 +43,8 @@ def fold_constants(model: onnx.ModelProto) -> onnx.ModelProto:
 def _foldable(node, known, graph_inputs) -> bool:
     if node.domain not in ("", "ai.onnx") or node.op_type in _NEVER_FOLD:
         return False
+    if any(a.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS) for a in node.attribute):
+        return False  # If/Loop/Scan bodies may read outer-scope tensors that are not constants
     if node.op_type == "Constant":
         return True
     inputs = [t for t in node.input if t]

@@ -8,8 +8,8 @@ from __future__ import annotations
 import numpy as np
 import onnx
 
-from ._edit import (attr, consumers, copy_model, get_const, graph_outputs, producers,
-                    remove_nodes, replace_uses, set_attr, set_initializer, unique_name)
+from ._edit import (attr, consumers, copy_model, drop_unused_initializers, get_const, graph_outputs,
+                    producers, remove_nodes, set_attr, set_initializer, unique_name)
 
 _LINEAR = ("Conv", "ConvTranspose", "Gemm")
 
@@ -20,6 +20,8 @@ def fold_batchnorm(model: onnx.ModelProto) -> onnx.ModelProto:
     for bn in list(model.graph.node):
         if bn.op_type != "BatchNormalization" or len([o for o in bn.output if o]) != 1:
             continue
+        if attr(bn, "training_mode", 0):
+            continue  # normalises with batch statistics: not a fixed affine map
         linear = _foldable_producer(model, bn)
         if linear is None:
             continue
@@ -27,10 +29,12 @@ def fold_batchnorm(model: onnx.ModelProto) -> onnx.ModelProto:
         if scale is None:
             continue
         _scale_linear(model, linear, scale, shift)
-        replace_uses(model, bn.output[0], linear.output[0])
-        _keep_output_name(model, linear, bn.output[0])
+        # the linear op's output had the BN as its only reader, so it can simply take over the
+        # BN's output name; downstream nodes and graph outputs stay as they are
+        linear.output[0] = bn.output[0]
         doomed.append(bn)
     remove_nodes(model, doomed)
+    drop_unused_initializers(model)  # the unscaled weights and BN statistics
     return model
 
 
@@ -42,9 +46,18 @@ def _foldable_producer(model, bn):
         return None
     if get_const(model, linear.input[1]) is None:
         return None
-    if len(linear.input) > 2 and linear.input[2] and get_const(model, linear.input[2]) is None:
-        return None
+    if len(linear.input) > 2 and linear.input[2]:
+        bias = get_const(model, linear.input[2])
+        if bias is None or not _per_channel(linear, bias):
+            return None
     return linear
+
+
+def _per_channel(linear, bias) -> bool:
+    """Gemm's C may broadcast over rows ((M, N) or (N, 1)); only a row vector or scalar is a bias."""
+    if linear.op_type != "Gemm":
+        return True
+    return bias.ndim <= 1 or (bias.ndim == 2 and bias.shape[0] == 1)
 
 
 def _bn_affine(model, bn):
@@ -74,7 +87,6 @@ def _bias(model, node, channels) -> np.ndarray:
         b = get_const(model, node.input[2]).astype(np.float64)
         if node.op_type == "Gemm":
             b = b * attr(node, "beta", 1.0)
-            set_attr(node, "beta", 1.0)
         return np.broadcast_to(b.reshape(-1) if b.size == channels else b, (channels,)).copy()
     return np.zeros(channels)
 
@@ -98,17 +110,10 @@ def _set_params(model, node, weight, bias) -> None:
     set_initializer(model, w_name, weight.astype(np.float32))
     set_initializer(model, b_name, bias.astype(np.float32))
     node.input[1] = w_name
+    if node.op_type == "Gemm":
+        set_attr(node, "beta", 1.0)  # beta is folded into the new C (and scaled a C that was absent)
     if len(node.input) > 2:
         node.input[2] = b_name
     else:
         node.input.append(b_name)
 
-
-def _keep_output_name(model, linear, name) -> None:
-    """The folded op writes the BN's output tensor, so downstream names are unchanged."""
-    old = linear.output[0]
-    linear.output[0] = name
-    for node in model.graph.node:
-        for i, t in enumerate(node.input):
-            if t == old:
-                node.input[i] = name

@@ -9,37 +9,44 @@ from __future__ import annotations
 import numpy as np
 import onnx
 
-from ._edit import (attr, consumers, copy_model, get_const, graph_outputs, producers, remove_nodes,
-                    set_attr, set_initializer, unique_name)
+from ._edit import (attr, consumers, copy_model, drop_unused_initializers, get_const, graph_outputs,
+                    producers, set_attr, set_initializer, unique_name)
 
 
 def fuse_bias(model: onnx.ModelProto, ranks: dict[str, int] | None = None) -> onnx.ModelProto:
     """``ranks`` (tensor name -> rank) lets a 2-D MatMul + Add become a Gemm."""
     model = copy_model(model)
     ranks = ranks or {}
-    doomed = []
-    for add in list(model.graph.node):
-        if add.op_type != "Add":
-            continue
-        found = _linear_and_const(model, add)
-        if found is None:
-            continue
-        linear, const = found
-        channels = _out_channels(model, linear, ranks)
-        bias = _as_channel_bias(model, const, channels, linear, ranks)
-        if bias is None:
-            continue
-        existing = _existing_bias(model, linear, channels)
-        if existing is None:
-            continue
-        bias = bias + existing
-        if linear.op_type == "MatMul":
-            linear.op_type = "Gemm"
-        _set_bias(model, linear, bias)
-        _take_output(model, linear, add)
-        doomed.append(add)
-    remove_nodes(model, doomed)
+    i = 0
+    while i < len(model.graph.node):
+        node = model.graph.node[i]
+        if node.op_type == "Add" and _fuse(model, node, ranks):
+            # removed at once, so a second constant Add after it sees the linear op as its producer
+            del model.graph.node[i]
+        else:
+            i += 1
+    drop_unused_initializers(model)  # the added constants and replaced biases
     return model
+
+
+def _fuse(model, add, ranks) -> bool:
+    found = _linear_and_const(model, add)
+    if found is None:
+        return False
+    linear, const = found
+    channels = _out_channels(model, linear, ranks)
+    bias = _as_channel_bias(model, const, channels, linear, ranks)
+    if bias is None:
+        return False
+    existing = _existing_bias(model, linear, channels)
+    if existing is None:
+        return False
+    if linear.op_type == "MatMul":
+        linear.op_type = "Gemm"
+    _set_bias(model, linear, bias + existing)
+    # the Add was the linear output's only reader: the linear op takes over the Add's output name
+    linear.output[0] = add.output[0]
+    return True
 
 
 def _linear_and_const(model, add):
@@ -90,7 +97,10 @@ def _as_channel_bias(model, const, channels, linear, ranks):
 def _existing_bias(model, linear, channels) -> np.ndarray:
     if len(linear.input) < 3 or not linear.input[2]:
         return np.zeros(channels)
-    old = get_const(model, linear.input[2]).astype(np.float64)
+    old = get_const(model, linear.input[2])
+    if old is None:
+        return None  # a bias computed at run time cannot absorb a constant
+    old = old.astype(np.float64)
     if linear.op_type == "Gemm":
         old = old * attr(linear, "beta", 1.0)
     if old.size not in (1, channels) or (old.ndim == 2 and old.shape[0] != 1):
@@ -108,11 +118,3 @@ def _set_bias(model, linear, bias) -> None:
     else:
         linear.input.append(name)
 
-
-def _take_output(model, linear, add) -> None:
-    old = linear.output[0]
-    linear.output[0] = add.output[0]
-    for node in model.graph.node:
-        for i, t in enumerate(node.input):
-            if t == old:
-                node.input[i] = add.output[0]

@@ -16,8 +16,8 @@ def remove_identities(model: onnx.ModelProto) -> onnx.ModelProto:
         src, dst = node.input[0], node.output[0]
         if len(node.output) > 1 and node.output[1]:
             continue  # a Dropout whose mask is used is not a pass-through here
-        if dst in outputs and src in {i.name for i in model.graph.input}:
-            continue  # keep input->output identities: the output name must survive
+        if dst in outputs and (src in outputs or src in {i.name for i in model.graph.input}):
+            continue  # keep input->output and output->output copies: both names must survive
         if dst in outputs:
             _rename_producer_output(model, src, dst)
         else:

@@ -16,8 +16,15 @@ def strip_softmax(model: onnx.ModelProto, output: str) -> tuple[onnx.ModelProto,
     model = copy_model(model)
     logits = node.input[0]
     remove_nodes(model, [node])
+    already = logits in {o.name for o in model.graph.output}
+    outs = []
     for out in model.graph.output:
         if out.name == output:
+            if already:
+                continue  # the logits are an output already; one entry per name
             out.name = logits
             out.type.tensor_type.ClearField("shape")
+        outs.append(out)
+    del model.graph.output[:]
+    model.graph.output.extend(outs)
     return model, logits, node.op_type
