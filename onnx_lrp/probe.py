@@ -15,6 +15,7 @@ from .executor import CPU, make_session
 def probe(model: onnx.ModelProto, input_name: str, sample_shape: tuple, label: str):
     """Run ``model`` on one random sample of ``sample_shape`` (batch included) and return
     (shapes, dtypes) for every tensor the nodes produce, plus the input."""
+    _check_inputs(model, input_name, label)
     probe_model = onnx.ModelProto()
     probe_model.CopyFrom(model)
     wanted = [t for n in probe_model.graph.node for t in n.output if t]
@@ -35,3 +36,18 @@ def probe(model: onnx.ModelProto, input_name: str, sample_shape: tuple, label: s
         value = np.asarray(value)
         shapes[name], dtypes[name] = value.shape, value.dtype
     return shapes, dtypes
+
+
+def _check_inputs(model: onnx.ModelProto, input_name: str, label: str) -> None:
+    """The model is pruned to the explained output: its inputs are exactly what that output reads."""
+    inputs = [i.name for i in model.graph.input]
+    output = model.graph.output[0].name if model.graph.output else "?"
+    if input_name not in inputs:
+        raise InvalidInput(f"output {output!r} of {label!r} does not depend on input {input_name!r}; "
+                           "nothing to explain: choose another output= or input_name=")
+    others = [name for name in inputs if name != input_name]
+    if others:
+        raise InvalidInput(f"output {output!r} of {label!r} also reads the graph input(s) {others!r} besides "
+                           f"{input_name!r}; onnx-lrp explains one input and cannot supply the others: explain "
+                           "an output that depends on one input only, or export the model with the others "
+                           "as constants")
