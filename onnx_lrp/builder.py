@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import numpy as np
 import onnx
-from onnx import helper, numpy_helper
+from onnx import helper
+
+from .weights import WeightStore, make_initializer
 
 
 class GraphBuilder:
@@ -13,13 +15,22 @@ class GraphBuilder:
     stored once.
     """
 
-    def __init__(self, taken: set[str], prefix: str = "lrp"):
+    def __init__(self, taken: set[str], prefix: str = "lrp", store: WeightStore | None = None):
         self.nodes: list[onnx.NodeProto] = []
         self.initializers: list[onnx.TensorProto] = []
         self._taken = set(taken)
         self._prefix = prefix
         self._counter = 0
         self._consts: dict[tuple, str] = {}
+        self._by_identity: dict[int, tuple[np.ndarray, str]] = {}
+        self._derived: dict[tuple, tuple[np.ndarray, str]] = {}
+        self._store = store
+
+    def reuse(self, arrays: dict[str, np.ndarray]) -> None:
+        """Let :meth:`const` refer to these existing initializers when handed the same array
+        object, instead of storing a second copy of a (possibly huge) weight."""
+        for name, arr in arrays.items():
+            self._by_identity[id(arr)] = (arr, name)
 
     def fresh(self, hint: str) -> str:
         while True:
@@ -38,15 +49,27 @@ class GraphBuilder:
         return outs[0] if n_out == 1 and outputs is None else outs
 
     def const(self, array, hint: str = "const", dtype=np.float32) -> str:
-        arr = np.ascontiguousarray(np.asarray(array, dtype=dtype))
+        known = self._by_identity.get(id(array))
+        if known is not None and known[0] is array and array.dtype == dtype:
+            return known[1]
+        arr = np.array(array, dtype=dtype)  # a copy that keeps 0-d scalars 0-d
         key = (arr.dtype.str, arr.shape, arr.tobytes()) if arr.size <= 4096 else None
         if key is not None and key in self._consts:
             return self._consts[key]
         name = self.fresh(hint)
-        self.initializers.append(numpy_helper.from_array(arr, name))
+        self.initializers.append(make_initializer(name, arr, self._store))
         if key is not None:
             self._consts[key] = name
+        if isinstance(array, np.ndarray) and array.size > 4096:
+            self._by_identity[id(array)] = (array, name)
         return name
+
+    def derived_const(self, source: np.ndarray, tag: str, make) -> str:
+        """``const(make(source))``, computed once per source array and tag."""
+        key = (id(source), tag)
+        if key not in self._derived:
+            self._derived[key] = (source, self.const(make(source), tag))
+        return self._derived[key][1]
 
     def ints(self, values, hint: str = "ints") -> str:
         return self.const(np.asarray(values, dtype=np.int64), hint, dtype=np.int64)

@@ -19,6 +19,7 @@ from .errors import InvalidInput
 from .graph import ModelGraph
 from .ops import base as cat
 from .ops.registry import handler_for
+from .weights import store_of
 
 TARGET = "target"
 RELEVANCE = "relevance"
@@ -55,7 +56,8 @@ def compile_explainer(g: ModelGraph, composite: Composite, keep_layers: bool = F
     """Build the explainer graph. The output relevance is one-hot(target) × output, or the bare
     one-hot with ``seed_times_output=False`` (what gradient-based attributions start from)."""
     plan = assign_rules(g, composite)
-    b = GraphBuilder(_all_names(g.model))
+    b = GraphBuilder(_all_names(g.model), store=store_of(g.model))
+    b.reuse(g.consts)
     relevance: dict[str, list[str]] = {g.output_name: [_seed(b, g, seed_times_output)]}
     shared, layers = SharedTensors(), {}
     for node, handler, rule in reversed(plan):

@@ -27,6 +27,7 @@ class NodeContext:
         self._shared = shared
         self.inputs = [node.input[i] for i in handler.relevant_inputs(node, g)]
         self._params = None
+        self._modified: dict = {}
 
     @property
     def R(self) -> str:
@@ -45,8 +46,11 @@ class NodeContext:
                     "Norm, Pass or Gradient for it")
         if modify is None:
             return self._params
-        return {k: np.asarray(modify(k, v.astype(np.float64))).astype(np.float32)
-                for k, v in self._params.items()}
+        key = getattr(modify, "key", modify)
+        if key not in self._modified:  # forward and VJP must share one copy of each modified weight
+            self._modified[key] = {k: np.asarray(modify(k, v.astype(np.float64))).astype(np.float32)
+                                   for k, v in self._params.items()}
+        return self._modified[key]
 
     def forward(self, inputs: list[str] | None = None, modify=None) -> str:
         """The op's output on ``inputs`` with parameters changed by ``modify(name, array)``;
@@ -62,7 +66,9 @@ class NodeContext:
         return self.handler.vjp(self.b, self.node, self.g, grads, params)
 
     def _plain_params(self):
-        return self.handler.params(self.node, self.g)
+        if self._params is None:
+            self._params = self.handler.params(self.node, self.g)
+        return self._params
 
     # --- input transforms, shared between nodes reading the same tensor -------------------
     def positive(self, x: str) -> str:

@@ -5,6 +5,7 @@ import onnx
 import onnxruntime as ort
 
 from .errors import OnnxLrpError
+from .weights import external_arrays
 
 CUDA, CPU = "CUDAExecutionProvider", "CPUExecutionProvider"
 
@@ -34,5 +35,10 @@ def session_options(optimize: bool = True, threads: int | None = None) -> ort.Se
 
 def make_session(model: onnx.ModelProto, providers: list[str], optimize: bool = True,
                  threads: int | None = None) -> ort.InferenceSession:
-    return ort.InferenceSession(model.SerializeToString(), sess_options=session_options(optimize, threads),
-                                providers=providers)
+    """A session; in-memory weights (see :mod:`onnx_lrp.weights`) are handed over without copies
+    through the protobuf."""
+    opts = session_options(optimize, threads)
+    names, arrays = external_arrays(model)
+    if names:
+        opts.add_external_initializers(names, [ort.OrtValue.ortvalue_from_numpy(a) for a in arrays])
+    return ort.InferenceSession(model.SerializeToString(), sess_options=opts, providers=providers)

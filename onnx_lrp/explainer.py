@@ -14,7 +14,8 @@ from .canonize import canonize
 from .compile import RELEVANCE, TARGET, Compiled, compile_explainer
 from .errors import InvalidInput, InvalidTarget, OnnxLrpError, OutputError
 from .executor import make_session, resolve_providers
-from .graph import FLOAT_TYPES, ModelGraph, data_input, declared_shape, load_model
+from .graph import FLOAT_TYPES, ModelGraph, data_input, declared_shape, load_detached
+from .weights import materialize
 from .probe import probe
 
 
@@ -73,7 +74,7 @@ class Explainer:
 
     def __init__(self, model, composite="epsilon_plus_flat", providers=None, output=None, input_name=None,
                  **composite_kwargs):
-        proto, self.label = load_model(model)
+        proto, self.label, self._weights = load_detached(model)
         self.source_model = proto
         vi = data_input(proto, self.label, input_name)
         self.input_name, self.input_shape = vi.name, declared_shape(vi)
@@ -162,7 +163,7 @@ class Explainer:
         outputs: ``relevance`` and the model output) for one sample shape; any batch size."""
         sample = self._save_shape(input_shape)
         compiled = self.compile(sample)
-        return write_model(compiled.model, path)
+        return write_model(materialize(compiled.model), path)
 
     def _save_shape(self, input_shape) -> tuple:
         shape = list(input_shape) if input_shape is not None else list(self.input_shape)

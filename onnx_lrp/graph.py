@@ -14,9 +14,10 @@ from pathlib import Path
 import networkx as nx
 import numpy as np
 import onnx
-from onnx import numpy_helper, version_converter
+from onnx import version_converter
 
 from .errors import InvalidInput, ModelLoadError
+from .weights import WeightStore, detach, tensor_value
 
 #: Opset every model is brought to before compiling; emitted nodes use its semantics.
 MIN_OPSET = 17
@@ -29,16 +30,33 @@ def load_model(model) -> tuple[onnx.ModelProto, str]:
 
     Returns the model and a label naming where it came from, for messages.
     """
+    proto, label = _read(model)
+    return _prepare(proto, label), label
+
+
+def load_detached(model) -> tuple[onnx.ModelProto, str, WeightStore]:
+    """As :func:`load_model`, with the large weights moved out of the protobuf into the
+    returned store (see :mod:`onnx_lrp.weights`); keep the store alive while the model is used."""
+    proto, label = _read(model)
+    store = WeightStore()
+    detach(proto, store)
+    return _prepare(proto, label), label, store
+
+
+def _read(model) -> tuple[onnx.ModelProto, str]:
     if isinstance(model, onnx.ModelProto):
-        proto, label = onnx.ModelProto(), "<ModelProto>"
+        proto = onnx.ModelProto()
         proto.CopyFrom(model)
-    else:
-        proto, label = _read_file(model), str(model)
+        return proto, "<ModelProto>"
+    return _read_file(model), str(model)
+
+
+def _prepare(proto: onnx.ModelProto, label: str) -> onnx.ModelProto:
     _check(proto, label)
     proto = _upgrade_opset(proto, label)
     _drop_initializer_inputs(proto)
     _name_nodes(proto)
-    return proto, label
+    return proto
 
 
 def _read_file(path) -> onnx.ModelProto:
@@ -57,9 +75,26 @@ def _check(proto: onnx.ModelProto, label: str) -> None:
     if not proto.graph.node:
         raise ModelLoadError(f"{label!r} holds no graph nodes; is it an ONNX model file?")
     try:
-        onnx.checker.check_model(proto)
+        onnx.checker.check_model(_checkable(proto))
     except Exception as exc:
         raise ModelLoadError(f"{label!r} is not a valid ONNX model: {exc}") from exc
+
+
+def _checkable(proto: onnx.ModelProto) -> onnx.ModelProto:
+    """The checker insists on reading external data; in-memory weights become typed inputs."""
+    stubs = [t for t in proto.graph.initializer if t.data_location == onnx.TensorProto.EXTERNAL]
+    if not stubs:
+        return proto
+    view = onnx.ModelProto()
+    view.CopyFrom(proto)
+    names = {t.name for t in stubs}
+    kept = [t for t in view.graph.initializer if t.name not in names]
+    del view.graph.initializer[:]
+    view.graph.initializer.extend(kept)
+    declared = {i.name for i in view.graph.input}
+    view.graph.input.extend(onnx.helper.make_tensor_value_info(t.name, t.data_type, list(t.dims))
+                            for t in stubs if t.name not in declared)
+    return view
 
 
 def opset_of(proto: onnx.ModelProto) -> int:
@@ -100,7 +135,7 @@ def _name_nodes(proto: onnx.ModelProto) -> None:
 
 
 def initializers(proto: onnx.ModelProto) -> dict[str, np.ndarray]:
-    return {t.name: numpy_helper.to_array(t) for t in proto.graph.initializer}
+    return {t.name: tensor_value(t) for t in proto.graph.initializer}
 
 
 def data_input(proto: onnx.ModelProto, label: str, name: str | None = None) -> onnx.ValueInfoProto:

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import numpy as np
 import onnx
-from onnx import numpy_helper
+
+from ..weights import make_initializer, store_of, tensor_value
 
 
 def copy_model(model: onnx.ModelProto) -> onnx.ModelProto:
@@ -36,7 +37,7 @@ def init_map(model: onnx.ModelProto) -> dict[str, onnx.TensorProto]:
 def get_const(model: onnx.ModelProto, name: str) -> np.ndarray | None:
     for t in model.graph.initializer:
         if t.name == name:
-            return numpy_helper.to_array(t)
+            return tensor_value(t)
     return None
 
 
@@ -44,7 +45,7 @@ def set_initializer(model: onnx.ModelProto, name: str, array: np.ndarray) -> Non
     """Add or replace initializer ``name``."""
     # np.asarray, not np.ascontiguousarray: the latter turns a scalar into shape (1,), which changes
     # the rank of e.g. a Gather with a scalar index or an Unsqueeze of a scalar size
-    tensor = numpy_helper.from_array(np.asarray(array), name)
+    tensor = make_initializer(name, np.asarray(array), store_of(model))
     for i, t in enumerate(model.graph.initializer):
         if t.name == name:
             model.graph.initializer[i].CopyFrom(tensor)

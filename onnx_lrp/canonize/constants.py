@@ -10,6 +10,7 @@ import onnx
 from onnx import numpy_helper
 from onnx.reference import ReferenceEvaluator
 
+from ..weights import tensor_value
 from ._edit import copy_model, drop_unused_initializers, remove_nodes, set_initializer
 
 #: Ops never folded: random generators differ per run; Constant is handled directly.
@@ -54,7 +55,7 @@ def _foldable(node, known, graph_inputs) -> bool:
 def _evaluate(node, model, opset) -> list:
     if node.op_type == "Constant":
         return [_constant_value(node)]
-    feeds = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer if t.name in node.input}
+    feeds = {t.name: tensor_value(t) for t in model.graph.initializer if t.name in node.input}
     graph = onnx.helper.make_graph(
         [node], "fold",
         [onnx.helper.make_tensor_value_info(n, onnx.TensorProto.UNDEFINED, None) for n in feeds],
