@@ -40,7 +40,10 @@ def load_detached(model) -> tuple[onnx.ModelProto, str, WeightStore]:
     proto, label = _read(model)
     store = WeightStore()
     detach(proto, store)
-    return _prepare(proto, label), label, store
+    # a fresh message: the parsed one keeps the weights' bytes in its arena until it is freed
+    light = onnx.ModelProto.FromString(proto.SerializeToString())
+    del proto
+    return _prepare(light, label), label, store
 
 
 def _read(model) -> tuple[onnx.ModelProto, str]:
@@ -48,7 +51,7 @@ def _read(model) -> tuple[onnx.ModelProto, str]:
         proto = onnx.ModelProto()
         proto.CopyFrom(model)
         return proto, "<ModelProto>"
-    return _read_file(model), str(model)
+    return _read_source(model)
 
 
 def _prepare(proto: onnx.ModelProto, label: str) -> onnx.ModelProto:
@@ -59,8 +62,24 @@ def _prepare(proto: onnx.ModelProto, label: str) -> onnx.ModelProto:
     return proto
 
 
+def _read_source(model) -> tuple[onnx.ModelProto, str]:
+    """A model given as a path or as serialized bytes, with the label messages use for it."""
+    if isinstance(model, (bytes, bytearray)):
+        try:
+            return onnx.load_model_from_string(bytes(model)), "<bytes>"
+        except Exception as exc:  # protobuf raises several unrelated types
+            raise ModelLoadError(f"cannot parse the given {len(model)} bytes as an ONNX model "
+                                 f"({type(exc).__name__}: {exc})") from exc
+    if not isinstance(model, (str, os.PathLike)):
+        raise ModelLoadError(f"cannot load a model from {type(model).__name__} {model!r}; pass the path of an "
+                             ".onnx file, an onnx.ModelProto or its serialized bytes")
+    return _read_file(model), str(model)
+
+
 def _read_file(path) -> onnx.ModelProto:
     path = Path(os.fspath(path))
+    if path.is_dir():
+        raise ModelLoadError(f"model path {str(path)!r} is a directory; pass the path of an .onnx file")
     if not path.is_file():
         raise ModelLoadError(f"model file {str(path)!r} does not exist; pass the path of an .onnx file")
     try:
@@ -142,18 +161,29 @@ def data_input(proto: onnx.ModelProto, label: str, name: str | None = None) -> o
     """The graph input that takes the data (the one to explain); error if ambiguous."""
     inputs = list(proto.graph.input)
     if name is not None:
-        for vi in inputs:
-            if vi.name == name:
-                return vi
-        raise InvalidInput(f"{label!r} has no input {name!r}; its inputs are {[i.name for i in inputs]!r}")
-    floats = [vi for vi in inputs if vi.type.tensor_type.elem_type in FLOAT_TYPES]
-    if len(floats) == 1:
-        return floats[0]
-    if not floats:
-        raise InvalidInput(f"{label!r} has no floating-point input to explain; inputs: "
-                           f"{[i.name for i in inputs]!r}")
-    raise InvalidInput(f"{label!r} has several inputs {[i.name for i in floats]!r}; "
-                       "name the one to explain with input_name=...")
+        picked = next((vi for vi in inputs if vi.name == name), None)
+        if picked is None:
+            raise InvalidInput(f"{label!r} has no input {name!r}; its inputs are {[i.name for i in inputs]!r}")
+    else:
+        floats = [vi for vi in inputs if vi.type.tensor_type.elem_type in FLOAT_TYPES]
+        if not floats:
+            raise InvalidInput(f"{label!r} has no floating-point input to explain; inputs: "
+                               f"{[i.name for i in inputs]!r}")
+        if len(floats) > 1:
+            raise InvalidInput(f"{label!r} has several inputs {[i.name for i in floats]!r}; "
+                               "name the one to explain with input_name=...")
+        picked = floats[0]
+    _check_float32(picked, label)
+    return picked
+
+
+def _check_float32(vi: onnx.ValueInfoProto, label: str) -> None:
+    """The explainer graph is built for float32 data; say so before compiling fails obscurely."""
+    elem = vi.type.tensor_type.elem_type
+    if elem != onnx.TensorProto.FLOAT:
+        kind = onnx.TensorProto.DataType.Name(elem) if elem in onnx.TensorProto.DataType.values() else elem
+        raise InvalidInput(f"input {vi.name!r} of {label!r} has element type {kind}; onnx-lrp explains float32 "
+                           "inputs: convert the model to float32, or pick another input with input_name=")
 
 
 def declared_shape(vi: onnx.ValueInfoProto) -> list:

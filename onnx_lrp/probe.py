@@ -13,8 +13,55 @@ from .executor import CPU, make_session
 
 
 def probe(model: onnx.ModelProto, input_name: str, sample_shape: tuple, label: str):
-    """Run ``model`` on one random sample of ``sample_shape`` (batch included) and return
-    (shapes, dtypes) for every tensor the nodes produce, plus the input."""
+    """(shapes, dtypes) of every tensor the nodes produce, plus the input, at ``sample_shape``
+    (batch included): from ONNX shape inference when it determines every tensor, else from a run."""
+    _check_inputs(model, input_name, label)
+    inferred = _infer(model, input_name, sample_shape)
+    if inferred is not None:
+        return inferred
+    return _run(model, input_name, sample_shape, label)
+
+
+def _infer(model: onnx.ModelProto, input_name: str, sample_shape: tuple):
+    fixed = onnx.ModelProto()
+    fixed.CopyFrom(model)
+    del fixed.graph.value_info[:]
+    for vi in fixed.graph.input:
+        if vi.name == input_name:
+            vi.type.tensor_type.ClearField("shape")
+            for d in sample_shape:
+                vi.type.tensor_type.shape.dim.add().dim_value = int(d)
+    try:
+        inferred = onnx.shape_inference.infer_shapes(fixed, strict_mode=True, data_prop=True)
+    except Exception:
+        return None
+    infos = {vi.name: vi for vi in list(inferred.graph.value_info) + list(inferred.graph.output)}
+    shapes = {input_name: tuple(sample_shape)}
+    dtypes = {input_name: np.dtype(np.float32)}
+    for node in model.graph.node:
+        for out in node.output:
+            if not out:
+                continue
+            info = _static(infos.get(out))
+            if info is None:
+                return None
+            shapes[out], dtypes[out] = info
+    return shapes, dtypes
+
+
+def _static(vi):
+    if vi is None or not vi.type.HasField("tensor_type"):
+        return None
+    tt = vi.type.tensor_type
+    if not tt.HasField("shape") or not tt.elem_type:
+        return None
+    dims = [d.dim_value if d.HasField("dim_value") else None for d in tt.shape.dim]
+    if any(d is None or d < 0 for d in dims):
+        return None
+    return tuple(dims), onnx.helper.tensor_dtype_to_np_dtype(tt.elem_type)
+
+
+def _run(model: onnx.ModelProto, input_name: str, sample_shape: tuple, label: str):
     _check_inputs(model, input_name, label)
     probe_model = onnx.ModelProto()
     probe_model.CopyFrom(model)
