@@ -41,4 +41,12 @@ def make_session(model: onnx.ModelProto, providers: list[str], optimize: bool = 
     names, arrays = external_arrays(model)
     if names:
         opts.add_external_initializers(names, [ort.OrtValue.ortvalue_from_numpy(a) for a in arrays])
-    return ort.InferenceSession(model.SerializeToString(), sess_options=opts, providers=providers)
+    try:
+        return ort.InferenceSession(model.SerializeToString(), sess_options=opts, providers=providers)
+    except Exception as exc:  # onnxruntime raises its own types, not OnnxLrpError
+        raise _session_error(model, providers, exc) from exc
+
+
+def _session_error(model: onnx.ModelProto, providers: list[str], exc: Exception) -> OnnxLrpError:
+    return OnnxLrpError(f"onnxruntime cannot load graph {model.graph.name!r} (providers {providers!r}): "
+                        f"{type(exc).__name__}: {exc}")

@@ -231,12 +231,14 @@ def test_unknown_input_name_lists_the_inputs():
         onnx_lrp.Explainer(_two_inputs(), input_name="nope")
 
 
-def test_output_that_needs_a_second_input_is_named():
-    """Explaining y w.r.t. x when y also reads aux: aux would need a value; say so up front."""
+@pytest.mark.parametrize("aux_shape", [["N", 3], [1, 3]])
+def test_output_that_needs_a_second_input_is_named(aux_shape):
+    """Explaining y w.r.t. x when y also reads aux: aux would need a value; say so up front,
+    whether or not aux's shape is fully known."""
     model = make_model(
         [helper.make_node("Add", ["x", "aux"], ["s"], name="add"),
          helper.make_node("MatMul", ["s", "w"], ["y"], name="mm")],
-        [vi("x", ["N", 3]), vi("aux", ["N", 3])], [vi("y", ["N", 2])], {"w": randn((3, 2), 14)})
+        [vi("x", ["N", 3]), vi("aux", aux_shape)], [vi("y", ["N", 2])], {"w": randn((3, 2), 14)})
     exp = onnx_lrp.Explainer(model, input_name="x")
     with pytest.raises(onnx_lrp.InvalidInput, match=r"'y'.*also reads.*\['aux'\]"):
         exp.explain(randn((2, 3)))

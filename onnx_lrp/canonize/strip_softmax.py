@@ -22,8 +22,7 @@ def strip_softmax(model: onnx.ModelProto, output: str) -> tuple[onnx.ModelProto,
         if out.name == output:
             if already:
                 continue  # the logits are an output already; one entry per name
-            out.name = logits
-            out.type.tensor_type.ClearField("shape")
+            out.name = logits  # (Log)Softmax keeps the shape, so the declared type still holds
         outs.append(out)
     del model.graph.output[:]
     model.graph.output.extend(outs)

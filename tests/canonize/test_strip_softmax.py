@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import numpy as np
+import onnx
 import pytest
 from onnx import helper
 
@@ -28,6 +29,7 @@ def test_trailing_softmax_is_stripped(op, axis):
     assert output == "logits"
     assert op_counts(stripped) == {"Gemm": 1}
     assert [o.name for o in stripped.graph.output] == ["logits"]
+    onnx.checker.check_model(stripped)
     logits = run(stripped, {"x": x})["logits"]
     probs = run(model, {"x": x})["prob"]
     # the stripped model's output is what the head was applied to
