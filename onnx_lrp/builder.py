@@ -81,6 +81,14 @@ class GraphBuilder:
         shift = self.op("Where", [nonneg, self.const(eps), self.const(-eps)])
         return self.op("Add", [z, shift], hint="stab")
 
+    def ratio(self, r: str, z: str, eps: float) -> str:
+        """r / stab(z). With eps = 0 (LRP-0), where z = 0 the ratio is 0 instead of NaN."""
+        if eps:
+            return self.div(r, self.stabilize(z, eps))
+        zero = self.op("Equal", [z, self.const(0.0)])
+        safe = self.op("Where", [zero, self.const(1.0), z])
+        return self.op("Where", [zero, self.const(0.0), self.div(r, safe)], hint="ratio")
+
     def positive(self, x: str) -> str:
         return self.op("Relu", [x], hint="pos")
 

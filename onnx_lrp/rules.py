@@ -72,7 +72,7 @@ class Epsilon(Rule):
 
     def __call__(self, ctx):
         x = self._single_input(ctx)
-        s = ctx.b.div(ctx.R, ctx.b.stabilize(ctx.forward(), self.epsilon))
+        s = ctx.b.ratio(ctx.R, ctx.forward(), self.epsilon)
         return [ctx.b.mul(x, ctx.vjp(s)[0])]
 
 
@@ -83,7 +83,7 @@ class Norm(Rule):
         self.stabilizer = stabilizer
 
     def __call__(self, ctx):
-        s = ctx.b.div(ctx.R, ctx.b.stabilize(ctx.forward(), self.stabilizer))
+        s = ctx.b.ratio(ctx.R, ctx.forward(), self.stabilizer)
         return [ctx.b.mul(x, g) for x, g in zip(ctx.inputs, ctx.vjp(s))]
 
 
@@ -100,7 +100,7 @@ class ZPlus(Rule):
         x = self._single_input(ctx)
         pairs = _sign_pairs(ctx, x, _positive, _no_bias(_negative))
         z = ctx.b.sum([ctx.forward([xi], mod) for xi, mod in pairs])
-        s = ctx.b.div(ctx.R, ctx.b.stabilize(z, self.stabilizer))
+        s = ctx.b.ratio(ctx.R, z, self.stabilizer)
         return [ctx.b.sum([ctx.b.mul(xi, ctx.vjp(s, mod)[0]) for xi, mod in pairs])]
 
 
@@ -145,8 +145,7 @@ class Gamma(Rule):
         terms = []
         for mask, pairs in ((pos_mask, _sign_pairs(ctx, x, up, _no_bias(down))),
                             (neg_mask, _sign_pairs(ctx, x, down, _no_bias(up)))):
-            denom = b.stabilize(b.sum([ctx.forward([xi], mod) for xi, mod in pairs]), self.stabilizer)
-            s = b.div(b.mul(mask, ctx.R), denom)
+            s = b.ratio(b.mul(mask, ctx.R), b.sum([ctx.forward([xi], mod) for xi, mod in pairs]), self.stabilizer)
             terms += [b.mul(xi, ctx.vjp(s, mod)[0]) for xi, mod in pairs]
         return [b.sum(terms)]
 
@@ -164,7 +163,7 @@ class Flat(Rule):
         x = self._single_input(ctx)
         ones = _ones_mod()
         z = ctx.forward([ctx.ones_like(x)], ones)
-        s = ctx.b.div(ctx.R, ctx.b.stabilize(z, self.stabilizer))
+        s = ctx.b.ratio(ctx.R, z, self.stabilizer)
         return [ctx.vjp(s, ones)[0]]
 
 
@@ -180,7 +179,7 @@ class WSquare(Rule):
         x = self._single_input(ctx)
         square = _square_mod()
         z = ctx.forward([ctx.ones_like(x)], square)
-        s = ctx.b.div(ctx.R, ctx.b.stabilize(z, self.stabilizer))
+        s = ctx.b.ratio(ctx.R, z, self.stabilizer)
         return [ctx.vjp(s, square)[0]]
 
 
@@ -199,17 +198,41 @@ class ZBox(Rule):
         low, high = ctx.constant_like(x, self.low), ctx.constant_like(x, self.high)
         parts = [(x, _identity_mod), (low, _positive), (high, _negative)]
         outs = [ctx.forward([xi], mod) for xi, mod in parts]
-        s = b.div(ctx.R, b.stabilize(b.sub(b.sub(outs[0], outs[1]), outs[2]), self.stabilizer))
+        s = b.ratio(ctx.R, b.sub(b.sub(outs[0], outs[1]), outs[2]), self.stabilizer)
         contrib = [b.mul(xi, ctx.vjp(s, mod)[0]) for xi, mod in parts]
         return [b.sub(b.sub(contrib[0], contrib[1]), contrib[2])]
 
 
 class Pass(Rule):
-    """Relevance passes unchanged (activations, normalisations with the statistics held fixed)."""
+    """Relevance passes unchanged (activations, normalisations with the statistics held fixed).
+
+    On a node with several relevant inputs whose handler names one of them the *signal* (a gate
+    times a signal, x·sigmoid(x), a value divided by its own standard deviation), all relevance
+    goes to the signal and the other inputs (gate, statistic) are treated as constants: they get
+    none. This is the signal-take-all strategy of Arras et al. 2017 ("Explaining recurrent neural
+    network predictions in sentiment analysis") for gates, the identity rule of AttnLRP (Achtibat
+    et al. 2024, "AttnLRP: attention-aware layer-wise relevance propagation for transformers") for
+    elementwise activations and LayerNorm, and Zennit's Pass for activations.
+    """
 
     def __call__(self, ctx):
-        self._single_input(ctx)
-        return [ctx.R]
+        if len(ctx.inputs) == 1:
+            return [ctx.R]
+        signal = _signal_position(ctx, self)
+        return [ctx.R if i == signal else None for i in range(len(ctx.inputs))]
+
+
+class Uniform(Rule):
+    """Relevance split equally over the relevant inputs: ``R_i = R / n``. AttnLRP's uniform rule
+    for the product of n activations (Achtibat et al. 2024); on a gate it is the alternative to
+    Pass (signal takes all)."""
+
+    def __call__(self, ctx):
+        n = len(ctx.inputs)
+        if n == 1:
+            return [ctx.R]
+        share = ctx.b.mul(ctx.R, ctx.b.const(1.0 / n))
+        return [share] * n
 
 
 class Gradient(Rule):
@@ -218,6 +241,20 @@ class Gradient(Rule):
 
     def __call__(self, ctx):
         return ctx.vjp(ctx.R_all)
+
+
+def _signal_position(ctx, rule) -> int:
+    """Position, among the node's relevant inputs, of the one its handler calls the signal."""
+    signal = getattr(ctx.handler, "signal", None)
+    position = signal(ctx.node, ctx.g) if signal is not None else None
+    if position is None:
+        raise CompositeError(
+            f"rule {type(rule).__name__} needs a node with one relevant input or a recognised signal; node "
+            f"{ctx.node.name!r} ({ctx.node.op_type}) has {len(ctx.inputs)} relevant inputs {ctx.inputs!r} and none "
+            f"is recognised as the signal. Choose a rule for it by name, e.g. "
+            f"name_map={{{ctx.node.name!r}: onnx_lrp.rules.Uniform()}} (equal split) or "
+            f"onnx_lrp.rules.Norm() (split in proportion to each input's contribution, for sums)")
+    return position
 
 
 def _identity_mod(name, p):
@@ -251,9 +288,9 @@ def _sign_pairs(ctx, x, mod_for_pos, mod_for_neg):
 
 def _signed_part(ctx, pairs, stabilizer):
     z = ctx.b.sum([ctx.forward([xi], mod) for xi, mod in pairs])
-    s = ctx.b.div(ctx.R, ctx.b.stabilize(z, stabilizer))
+    s = ctx.b.ratio(ctx.R, z, stabilizer)
     return ctx.b.sum([ctx.b.mul(xi, ctx.vjp(s, mod)[0]) for xi, mod in pairs])
 
 
 RULES = {cls.__name__: cls for cls in (Epsilon, ZPlus, AlphaBeta, Gamma, Flat, WSquare, ZBox, Pass, Norm,
-                                       Gradient)}
+                                       Gradient, Uniform)}
