@@ -16,6 +16,7 @@ import numpy as np
 import onnx
 from onnx import version_converter
 
+from .canonize._edit import reads
 from .errors import InvalidInput, ModelLoadError
 from .weights import WeightStore, detach, tensor_value
 
@@ -235,7 +236,9 @@ class ModelGraph:
         through at least one floating-point tensor; integer shape arithmetic carries none."""
         self.relevant = {self.input_name}
         for node in self.model.graph.node:  # ONNX requires topological order
-            if any(t in self.relevant for t in node.input):
+            # reads() includes what If/Loop bodies read from outside: such a node depends on the data
+            # too, and must meet a handler (or an UnsupportedOp) rather than silently drop relevance
+            if any(t in self.relevant for t in reads(node)):
                 for out in node.output:
                     if out and self.is_float(out):
                         self.relevant.add(out)

@@ -331,3 +331,23 @@ def test_graph_is_cached_per_sample_shape():
     assert exp.graph((3, 5, 5)) is exp.graph((3, 5, 5))
     assert exp.graph((3, 6, 6)) is not exp.graph((3, 5, 5))
     assert exp.graph((3, 6, 6)).shape("b") == (1, 4, 6, 6)
+
+
+def test_subgraph_reading_the_data_is_on_the_data_path():
+    """An If whose branches read an activation from the enclosing graph depends on the data even
+    though its only declared input is a constant condition: it must be reported, not skipped."""
+    then_graph = helper.make_graph([helper.make_node("Neg", ["r"], ["t_out"], name="then_neg")], "then",
+                                   [], [vi("t_out", ["N", 3])])
+    else_graph = helper.make_graph([helper.make_node("Abs", ["r"], ["e_out"], name="else_abs")], "else",
+                                   [], [vi("e_out", ["N", 3])])
+    model = make_model(
+        [helper.make_node("Relu", ["x"], ["r"], name="relu"),
+         helper.make_node("If", ["cond"], ["branch"], name="pick", then_branch=then_graph, else_branch=else_graph),
+         helper.make_node("Add", ["r", "branch"], ["s"], name="add"),
+         helper.make_node("MatMul", ["s", "w"], ["y"], name="mm")],
+        [vi("x", ["N", 3])], [vi("y", ["N", 2])], {"cond": np.array(True), "w": randn((3, 2), 18)})
+    exp = onnx_lrp.Explainer(model, composite="epsilon")
+    g = exp.graph((3,))
+    assert "branch" in g.relevant and "pick" in g.dag.nodes
+    with pytest.raises(onnx_lrp.UnsupportedOp, match="'pick'.*'If'"):
+        exp.explain(randn((2, 3)))
