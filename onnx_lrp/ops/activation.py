@@ -4,6 +4,8 @@ The VJPs serve gradient-based baselines and any rule a user assigns to an activa
 """
 from __future__ import annotations
 
+import numpy as np
+
 from .base import ACTIVATION, Handler, attr, unsupported
 from .registry import register
 
@@ -125,26 +127,34 @@ def _erf(b, node, g, x, y):
 
 
 def _gelu(b, node, g, x, y):
-    if attr(node, "approximate", "none") != "none":
-        raise unsupported(node, "the gradient of tanh-approximated Gelu is not implemented")
+    if attr(node, "approximate", "none") == "tanh":
+        return _gelu_tanh(b, x)
     cdf = b.mul(b.add(b.op("Erf", [b.mul(x, b.const(0.7071067811865476))]), b.const(1.0)), b.const(0.5))
     pdf = b.mul(b.op("Exp", [b.mul(b.mul(x, x), b.const(-0.5))]), b.const(0.3989422804014327))
     return b.add(cdf, b.mul(x, pdf))
 
 
+def _gelu_tanh(b, x):
+    # y = x/2 · (1 + tanh(u)), u = c·(x + k·x³): dy/dx = (1 + t)/2 + x/2 · (1 - t²) · c·(1 + 3k·x²)
+    c, k = 0.7978845608028654, 0.044715
+    x2 = b.mul(x, x)
+    u = b.mul(b.mul(x, b.add(b.const(1.0), b.mul(x2, b.const(k)))), b.const(c))
+    t = b.op("Tanh", [u])
+    du = b.mul(b.add(b.const(1.0), b.mul(x2, b.const(3 * k))), b.const(c))
+    outer = b.mul(b.add(b.const(1.0), t), b.const(0.5))
+    inner = b.mul(b.mul(b.mul(x, b.const(0.5)), b.sub(b.const(1.0), b.mul(t, t))), du)
+    return b.add(outer, inner)
+
+
 def _pow(b, node, g, x, y):
-    exponent = g.const(node.input[1])
-    if exponent is None:
-        raise unsupported(node, "Pow with a data-dependent exponent")
-    e = float(exponent.reshape(-1)[0]) if exponent.size == 1 else None
-    if e is None:
-        raise unsupported(node, "Pow with a non-scalar exponent")
+    # any constant exponent, scalar or broadcast (per channel), of any numeric type
+    e = g.const(node.input[1]).astype(np.float64)
     return b.mul(b.op("Pow", [x, b.const(e - 1.0)]), b.const(e))
 
 
 class PowHandler(ActivationHandler):
     def check(self, node, g):
-        if node.input[1] in g.relevant:
+        if node.input[1] in g.relevant or g.const(node.input[1]) is None:
             raise unsupported(node, "Pow with a data-dependent exponent")
 
 

@@ -21,16 +21,18 @@ class AffineHandler(Handler):
     def check(self, node, g):
         if node.op_type == "Neg":
             return
-        other = node.input[1 - g.relevant_inputs(node)[0]]
-        if g.const(other) is None:
-            raise unsupported(node, "the second operand is neither constant nor relevant data")
-        if node.op_type == "Div" and g.relevant_inputs(node)[0] == 1:
+        idx = g.relevant_inputs(node)[0]
+        if any(t and i != idx and g.const(t) is None for i, t in enumerate(node.input)):
+            raise unsupported(node, "an operand is neither constant nor relevant data")
+        if node.op_type == "Div" and idx == 1:
             raise unsupported(node, "division by an activation (c / x) is not affine")
 
     def params(self, node, g):
         if node.op_type == "Neg":
             return {"weight": np.array(-1.0, np.float32), "bias": np.array(0.0, np.float32)}
         idx = g.relevant_inputs(node)[0]
+        if node.op_type in ("Sum", "Mean"):
+            return self._sum_params(node, g, idx)
         c = g.const(node.input[1 - idx]).astype(np.float64)
         one, zero = np.ones_like(c), np.zeros_like(c)
         weight, bias = {
@@ -38,6 +40,14 @@ class AffineHandler(Handler):
             "Sub": (one, -c) if idx == 0 else (-one, c),
         }[node.op_type]
         return {"weight": weight.astype(np.float32), "bias": bias.astype(np.float32)}
+
+    def _sum_params(self, node, g, idx):
+        """Sum(x, c1, ...) = x + Σc; Mean(x, c1, ...) = (x + Σc) / n (one data operand)."""
+        consts = [g.const(t).astype(np.float64) for i, t in enumerate(node.input) if t and i != idx]
+        total = sum(consts) if consts else np.zeros(())
+        scale = 1.0 / len(node.input) if node.op_type == "Mean" else 1.0
+        return {"weight": np.full(np.shape(total), scale, np.float32),
+                "bias": (np.asarray(total) * scale).astype(np.float32)}
 
     def forward(self, b, node, g, inputs, params):
         scaled = b.mul(inputs[0], b.const(params["weight"], "w"))

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import numpy as np
+from onnx import helper
 
 from .base import ROUTE, Handler, attr, unbroadcast, unsupported
 from .registry import register
@@ -49,11 +50,13 @@ class ExpandHandler(DataHandler):
 class ConcatHandler(Handler):
     category = ROUTE
 
+    def check(self, node, g):
+        if attr(node, "axis") % len(g.shape(node.output[0])) == 0:
+            raise unsupported(node, "Concat along the batch axis mixes samples")
+
     def vjp(self, b, node, g, grads, params):
         rank = len(g.shape(node.output[0]))
         axis = attr(node, "axis") % rank
-        if axis == 0:
-            raise unsupported(node, "Concat along the batch axis mixes samples")
         sizes = [g.shape(t)[axis] for t in node.input]
         parts = b.op("Split", [grads[0], b.ints(sizes)], n_out=len(sizes), axis=axis)
         parts = parts if isinstance(parts, list) else [parts]
@@ -61,11 +64,21 @@ class ConcatHandler(Handler):
 
 
 class SplitHandler(DataHandler):
-    def vjp(self, b, node, g, grads, params):
-        rank = len(g.shape(node.input[0]))
-        axis = attr(node, "axis", 0) % rank
-        if axis == 0:
+    def check(self, node, g):
+        super().check(node, g)
+        if attr(node, "axis", 0) % len(g.shape(node.input[0])) == 0:
             raise unsupported(node, "Split along the batch axis mixes samples")
+
+    def forward(self, b, node, g, inputs, params):
+        """All the pieces are emitted (Split must produce as many outputs as it has sizes); the
+        first is returned."""
+        args = [inputs[0]] + list(node.input[1:])
+        attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+        return b.op("Split", args, hint="split", n_out=len(node.output), **attrs)[0]
+
+    def vjp(self, b, node, g, grads, params):
+        axis = attr(node, "axis", 0) % len(g.shape(node.input[0]))
+        grads = list(grads) + [None] * (len(node.output) - len(grads))
         pieces = [grad if grad is not None else b.zeros_like(out) for grad, out in zip(grads, node.output)]
         return [b.op("Concat", pieces, axis=axis, hint="split_vjp")]
 
@@ -75,22 +88,24 @@ class SliceHandler(DataHandler):
         super().check(node, g)
         if any(t and g.const(t) is None for t in node.input[1:]):
             raise unsupported(node, "Slice bounds computed at run time")
-        if 0 in self._selection(node, g):
-            if len(self._selection(node, g)[0]) != g.shape(node.input[0])[0]:
+        for start, end, axis, step in self._bounds(node, g):
+            if axis == 0 and not _keeps_whole_axis(start, end, step):
                 raise unsupported(node, "slicing the batch axis")
 
-    def _selection(self, node, g) -> dict[int, list[int]]:
-        """axis -> kept indices along it, in output order."""
-        shape = g.shape(node.input[0])
+    def _bounds(self, node, g) -> list[tuple[int, int, int, int]]:
+        """(start, end, axis, step) per sliced axis, axis non-negative."""
+        rank = len(g.shape(node.input[0]))
         consts = [g.const(t) if t else None for t in node.input[1:5]] + [None] * 4
         starts, ends, axes, steps = consts[:4]
         axes = axes if axes is not None else np.arange(len(starts))
         steps = steps if steps is not None else np.ones(len(starts), np.int64)
-        selection = {}
-        for start, end, axis, step in zip(starts, ends, axes, steps):
-            axis = int(axis) % len(shape)
-            selection[axis] = list(range(*slice(int(start), int(end), int(step)).indices(shape[axis])))
-        return selection
+        return [(int(s), int(e), int(a) % rank, int(st)) for s, e, a, st in zip(starts, ends, axes, steps)]
+
+    def _selection(self, node, g) -> dict[int, list[int]]:
+        """axis -> kept indices along it, in output order."""
+        shape = g.shape(node.input[0])
+        return {axis: list(range(*slice(start, end, step).indices(shape[axis])))
+                for start, end, axis, step in self._bounds(node, g)}
 
     def vjp(self, b, node, g, grads, params):
         grad = grads[0]
@@ -100,6 +115,12 @@ class SliceHandler(DataHandler):
                 continue
             grad = scatter_along_axis(b, grad, axis, kept, shape[axis], len(shape))
         return [grad]
+
+
+def _keeps_whole_axis(start: int, end: int, step: int) -> bool:
+    """Whether Slice keeps every index of an axis whatever its length (exporters write
+    "to the end" as INT32_MAX or INT64_MAX)."""
+    return step == 1 and (start == 0 or start <= -(2 ** 31 - 1)) and end >= 2 ** 31 - 1
 
 
 class GatherHandler(DataHandler):
@@ -131,32 +152,67 @@ def scatter_along_axis(b, grad, axis: int, indices: list[int], size: int, rank: 
     onehot = np.zeros((len(indices), size), np.float32)
     for k, i in enumerate(indices):
         onehot[k, i] += 1.0
+    return matmul_along_axis(b, grad, axis, onehot, rank)
+
+
+def matmul_along_axis(b, grad, axis: int, mat: np.ndarray, rank: int) -> str:
+    """Contract axis ``axis`` of ``grad`` (length mat.shape[0]) with ``mat``: the result has
+    mat.shape[1] there, out[..., j, ...] = Σ_k grad[..., k, ...] · mat[k, j]."""
     perm = list(range(rank))
     perm[axis], perm[rank - 1] = perm[rank - 1], perm[axis]
     moved = grad if axis == rank - 1 else b.op("Transpose", [grad], perm=perm)
-    out = b.op("MatMul", [moved, b.const(onehot, "onehot")])
+    out = b.op("MatMul", [moved, b.const(mat, "route")])
     return out if axis == rank - 1 else b.op("Transpose", [out], perm=perm)
 
 
 class PadHandler(DataHandler):
+    """Constant padding: the padded values are constants, so their relevance is dropped (the
+    VJP has no path to them). Reflect, edge and wrap padding copy input values, so the VJP routes
+    the relevance of every copy back to the value it was copied from."""
+
+    _MODES = ("constant", "reflect", "edge", "wrap")
+
     def check(self, node, g):
         super().check(node, g)
-        if g.const(node.input[1]) is None:
-            raise unsupported(node, "pads computed at run time")
-        if len(node.input) > 3 and node.input[3]:
-            raise unsupported(node, "Pad with an axes input")
-        pads = g.const(node.input[1])
+        if any(t and g.const(t) is None for t in node.input[1:2] + node.input[3:4]):
+            raise unsupported(node, "pads or axes computed at run time")
+        if attr(node, "mode", "constant") not in self._MODES:
+            raise unsupported(node, f"pad mode {attr(node, 'mode')!r}")
+        pads = self._pads(node, g)
         rank = len(pads) // 2
         if pads[0] or pads[rank]:
             raise unsupported(node, "padding the batch axis")
 
+    def _pads(self, node, g) -> list[int]:
+        """[begin..., end...] over every axis (the optional axes input resolved)."""
+        rank = len(g.shape(node.input[0]))
+        given = [int(p) for p in g.const(node.input[1])]
+        if len(node.input) > 3 and node.input[3]:
+            axes = [int(a) % rank for a in g.const(node.input[3])]
+        else:
+            axes = list(range(rank))
+        pads = [0] * (2 * rank)
+        for i, axis in enumerate(axes):
+            pads[axis], pads[rank + axis] = given[i], given[len(axes) + i]
+        return pads
+
     def vjp(self, b, node, g, grads, params):
-        """Relevance of padded values is dropped, whatever the pad mode."""
-        pads = [int(p) for p in g.const(node.input[1])]
-        rank = len(pads) // 2
-        out_shape = g.shape(node.output[0])
-        axes = [a for a in range(1, rank) if pads[a] > 0 or pads[rank + a] > 0]
+        pads = self._pads(node, g)
+        if attr(node, "mode", "constant") == "constant":
+            return [self._crop_and_restore(b, grads[0], pads, g.shape(node.output[0]))]
+        shape = g.shape(node.input[0])
+        rank = len(shape)
         grad = grads[0]
+        for axis in range(1, rank):
+            if pads[axis] or pads[rank + axis]:
+                mat = _pad_routing(shape[axis], pads[axis], pads[rank + axis], attr(node, "mode"))
+                grad = matmul_along_axis(b, grad, axis, mat, rank)
+        return [grad]
+
+    @staticmethod
+    def _crop_and_restore(b, grad, pads, out_shape):
+        rank = len(pads) // 2
+        axes = [a for a in range(1, rank) if pads[a] > 0 or pads[rank + a] > 0]
         if axes:
             starts = [max(pads[a], 0) for a in axes]
             ends = [out_shape[a] - max(pads[rank + a], 0) for a in axes]
@@ -164,7 +220,17 @@ class PadHandler(DataHandler):
         back = [max(-p, 0) for p in pads]
         if any(back):
             grad = b.op("Pad", [grad, b.ints(back)])
-        return [grad]
+        return grad
+
+
+def _pad_routing(size: int, begin: int, end: int, mode: str) -> np.ndarray:
+    """0/1 matrix (padded length × size): which input index each padded position copies.
+    Negative pads crop first, then positive pads copy (as onnxruntime does)."""
+    index = np.arange(size)[max(-begin, 0):size - max(-end, 0)]
+    source = np.pad(index, (max(begin, 0), max(end, 0)), mode=mode)
+    mat = np.zeros((len(source), size), np.float32)
+    mat[np.arange(len(source)), source] = 1.0
+    return mat
 
 
 class TileHandler(DataHandler):
