@@ -1,8 +1,8 @@
 """Fuse ``Add(linear(x), const)`` into the linear op's bias.
 
-Exporters often emit MatMul + Add for a dense layer, and some emit Conv + Add. One linear op
-with a bias is what the LRP rules are defined on (ZPlus, Gamma and AlphaBeta split the bias by
-sign), so the pair becomes a Conv with bias or a Gemm.
+Exporters often emit MatMul + Add for a dense layer, and some emit Conv (or ConvTranspose) + Add.
+One linear op with a bias is what the LRP rules are defined on (ZPlus, Gamma and AlphaBeta split
+the bias by sign), so the pair becomes a Conv/ConvTranspose with bias or a Gemm.
 """
 from __future__ import annotations
 
@@ -54,7 +54,7 @@ def _linear_and_const(model, add):
     for lin_idx in (0, 1):
         linear = made_by.get(add.input[lin_idx])
         const = get_const(model, add.input[1 - lin_idx])
-        if linear is None or const is None or linear.op_type not in ("Conv", "Gemm", "MatMul"):
+        if linear is None or const is None or linear.op_type not in ("Conv", "ConvTranspose", "Gemm", "MatMul"):
             continue
         if len(consumers(model).get(linear.output[0], [])) != 1 or linear.output[0] in graph_outputs(model):
             continue
@@ -68,6 +68,8 @@ def _out_channels(model, linear, ranks):
     w = get_const(model, linear.input[1])
     if linear.op_type == "Conv":
         return w.shape[0]
+    if linear.op_type == "ConvTranspose":
+        return w.shape[1] * attr(linear, "group", 1)
     if linear.op_type == "Gemm":
         return w.shape[0] if attr(linear, "transB", 0) else w.shape[1]
     return w.shape[1] if w.ndim == 2 else None
@@ -77,7 +79,7 @@ def _as_channel_bias(model, const, channels, linear, ranks):
     """The constant as a per-output-channel vector, or None when it is not one."""
     if channels is None:
         return None
-    if linear.op_type == "Conv":
+    if linear.op_type in ("Conv", "ConvTranspose"):
         rank = get_const(model, linear.input[1]).ndim
         if const.ndim > rank:
             return None

@@ -53,6 +53,21 @@ def test_conv_plus_per_position_constant_is_not_fused(shape):
     assert_same_outputs(model, fused, feeds)
 
 
+@pytest.mark.parametrize("group, c_in, c_out", [(1, 3, 4), (2, 4, 6)])
+@pytest.mark.parametrize("shape_of", [lambda c: (c, 1, 1), lambda c: (1, c, 1, 1), lambda c: ()])
+@pytest.mark.parametrize("bias", [False, True])
+def test_conv_transpose_plus_channel_constant(group, c_in, c_out, shape_of, bias):
+    inits = {"w": randn((c_in, c_out // group, 3, 3), 67), "k": randn(shape_of(c_out), 68)}
+    ins = ["x", "w"] + (["b"] if bias else [])
+    if bias:
+        inits["b"] = randn((c_out,), 69)
+    model = make_model(
+        [helper.make_node("ConvTranspose", ins, ["z"], name="deconv", group=group, strides=[2, 2]),
+         helper.make_node("Add", ["z", "k"], ["y"], name="add")],
+        [vi("x", ["N", c_in, 4, 4])], [vi("y", ["N", c_out, 9, 9])], inits)
+    _assert_fused(model, fuse_bias(model), {"x": randn((2, c_in, 4, 4), 70)}, "ConvTranspose")
+
+
 def _gemm_add(const, c=None, trans_b=1, beta=1.0, alpha=1.0):
     k, n = 6, 4
     inits = {"w": randn((n, k) if trans_b else (k, n), 71), "k": const}
