@@ -1,0 +1,419 @@
+"""``onnx-lrp MODEL INPUT``: explain a model's predictions and write heatmaps (the default command)."""
+from __future__ import annotations
+
+import argparse
+import difflib
+import json
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .. import composites, heatmap, inputs, metadata, report
+from ..cli import UsageError
+from ..errors import InvalidInput, InvalidTarget, OutputError
+from ..explainer import Explainer
+from ..progress import Progress
+
+HELP = "explain a model's prediction on inputs and write heatmaps (the default command)"
+USAGE = "onnx-lrp MODEL INPUT [options]"
+DESCRIPTION = ("Explain the predictions of an ONNX model with Layer-wise Relevance Propagation. For each input "
+               "it writes NAME.relevance.npy, NAME.heatmap.png, NAME.overlay.png (images) and NAME.json (a "
+               "summary) to --out, and prints what the model predicted.")
+EXAMPLES = """\
+examples:
+  onnx-lrp models/efficientnet_lite0.onnx models/samples/cat.png
+      explain the predicted class of the picture; results in lrp-out/
+  onnx-lrp model.onnx photos/ --target "tiger cat" --composite epsilon_gamma_box --out results
+  onnx-lrp model.onnx batch.npy --json > summary.json
+
+INPUT: a .npy (one sample, or a batch when it has the model's rank) or .npz (every array, or --key)
+holding the model's input as is; an image (.png, .jpg, ...) preprocessed as the model's
+onnx_lrp.preprocess metadata says, or as --size/--layout/--channels/--scale/--mean/--std say;
+or a directory of these, explained file by file.
+
+exit codes: 0 success, 1 failure, 2 usage error"""
+
+DEFAULT_BATCH = 8
+PROVIDER_ALIASES = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider",
+                    "tensorrt": "TensorrtExecutionProvider", "dml": "DmlExecutionProvider",
+                    "coreml": "CoreMLExecutionProvider", "openvino": "OpenVINOExecutionProvider"}
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("model", metavar="MODEL", help="the ONNX model file")
+    parser.add_argument("input", metavar="INPUT", help=".npy, .npz, image file, or a directory of these")
+
+    lrp = parser.add_argument_group("explanation")
+    lrp.add_argument("--composite", default=composites.DEFAULT, choices=composites.names(), metavar="NAME",
+                     help=f"LRP rules to use: {', '.join(composites.names())} (default %(default)s)")
+    lrp.add_argument("--target", default="pred", metavar="CLASS",
+                     help="class to explain: 'pred' (the predicted class, default), a label name or an index")
+    lrp.add_argument("--labels", metavar="FILE",
+                     help="class names, one per line (or a JSON list); default the model's onnx_lrp.labels")
+    lrp.add_argument("--low", type=float, nargs="+", metavar="V",
+                     help="lowest input value for epsilon_gamma_box, one or one per channel "
+                          "(default: pixel 0 through the model's preprocessing)")
+    lrp.add_argument("--high", type=float, nargs="+", metavar="V",
+                     help="highest input value for epsilon_gamma_box (default: pixel 255 through the preprocessing)")
+    lrp.add_argument("--providers", metavar="LIST",
+                     help="onnxruntime execution providers, comma-separated, e.g. cuda,cpu "
+                          "(default: CUDA when available, then CPU)")
+    lrp.add_argument("--batch-size", type=_positive_int, metavar="N",
+                     help=f"inputs per onnxruntime run (default {DEFAULT_BATCH})")
+    lrp.add_argument("--keep-layers", action="store_true",
+                     help="also save the relevance at every layer to NAME.layers.npz")
+
+    pre = parser.add_argument_group("input preprocessing (overrides the model's onnx_lrp.preprocess metadata)")
+    pre.add_argument("--size", type=_positive_int, nargs=2, metavar=("H", "W"), help="resize images to H×W")
+    pre.add_argument("--layout", choices=metadata.LAYOUTS, help="model input layout: nchw, nhwc or flat")
+    pre.add_argument("--channels", choices=metadata.CHANNELS, help="channel order: rgb, bgr or gray")
+    pre.add_argument("--scale", type=float, metavar="S", help="divide pixels (0-255) by S first")
+    pre.add_argument("--mean", type=float, nargs="+", metavar="M", help="subtract, per channel, after scaling")
+    pre.add_argument("--std", type=float, nargs="+", metavar="S", help="divide by, per channel, last")
+    pre.add_argument("--key", metavar="NAME", help="explain only this array of .npz inputs")
+
+    out = parser.add_argument_group("output")
+    out.add_argument("--out", default="lrp-out", metavar="DIR", help="output directory (default %(default)s)")
+    out.add_argument("--cmap", default="coldnhot", choices=heatmap.colormap_names(), metavar="NAME",
+                     help=f"heatmap colour map: {', '.join(heatmap.colormap_names())} (default %(default)s)")
+    out.add_argument("--save-explainer", metavar="PATH",
+                     help="also save the compiled explainer as a standalone ONNX model")
+    out.add_argument("--json", action="store_true",
+                     help="print one JSON document (the summaries) on stdout instead of text")
+    out.add_argument("--quiet", "-q", action="store_true", help="print nothing but errors")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+# --- the run -----------------------------------------------------------------------------------
+@dataclass
+class Run:
+    """State of one ``explain`` run."""
+
+    args: object
+    explainer: Explainer
+    model_input: inputs.ModelInput
+    pre: metadata.Preprocess
+    labels: list[str] | None
+    target: int | None
+    out: Path
+    progress: Progress
+    load_s: float
+    results: list[dict] = field(default_factory=list)
+    errors: list[dict] = field(default_factory=list)
+    names: set[str] = field(default_factory=set)
+    compiled: dict[tuple, float] = field(default_factory=dict)
+    first_shape: tuple | None = None
+    warned_labels: bool = False
+    warned_uniform: bool = False
+
+    @property
+    def human(self) -> bool:
+        return not (self.args.json or self.args.quiet)
+
+
+def run(args) -> int:
+    start = time.perf_counter()
+    state, files = _prepare(args, start)
+    try:
+        _explain_files(state, files)
+    finally:
+        state.progress.close()
+    if args.save_explainer:
+        shape = None if state.first_shape is None else (1,) + state.first_shape
+        state.explainer.save(args.save_explainer, input_shape=shape)
+    return _finish(state, time.perf_counter() - start)
+
+
+def _prepare(args, start: float) -> tuple[Run, list[Path]]:
+    """Check everything that can be checked before the (slow) explainer is built, then build it."""
+    proto = metadata.read_model_proto(args.model)
+    meta = metadata.from_proto(proto, repr(args.model))
+    labels = metadata.read_labels_file(args.labels) if args.labels else meta.labels
+    try:
+        given = meta.preprocess.override(size=args.size, layout=args.layout, channels=args.channels,
+                                         scale=args.scale, mean=_tuple(args.mean), std=_tuple(args.std))
+    except metadata.MetadataError as exc:
+        raise UsageError(str(exc)) from None
+    pre = inputs.resolve(given, inputs.ModelInput.from_proto(proto))
+    del proto
+    target = resolve_target(args.target, labels, args.model)
+    kwargs = box_bounds(args, pre) if args.composite == "epsilon_gamma_box" else {}
+    files, skipped = inputs.list_inputs(args.input)
+    out = report.prepare_out_dir(args.out)
+    if args.save_explainer:
+        _check_parent(args.save_explainer)
+
+    explainer = Explainer(args.model, composite=args.composite, providers=_providers(args.providers), **kwargs)
+    model_input = inputs.ModelInput.from_dims(explainer.input_name, explainer.input_shape)
+    state = Run(args, explainer, model_input, inputs.resolve(given, model_input), labels, target, out,
+                Progress(len(files), enabled=False if args.quiet else None), time.perf_counter() - start)
+    if state.human:
+        for note in explainer.notes:
+            state.progress.write(f"note: {note}", file=sys.stdout)
+        if skipped:
+            state.progress.write(f"note: skipped {skipped} files in {args.input!r} that are not "
+                                 f"{'/'.join(inputs.SUFFIXES)}", file=sys.stdout)
+    return state, files
+
+
+def _explain_files(state: Run, files: list[Path]) -> None:
+    pending: list[inputs.Sample] = []
+    batch = state.args.batch_size or DEFAULT_BATCH
+    for path in files:
+        try:
+            for sample in inputs.load(path, state.model_input, state.pre, state.args.key):
+                bad = int((~np.isfinite(sample.x)).sum())
+                if bad:
+                    _fail(state, sample.where, InvalidInput(f"{sample.where} holds {bad} NaN/Inf values; "
+                                                            "clean or impute them first"))
+                    continue
+                if pending and pending[0].x.shape != sample.x.shape:
+                    _explain_batch(state, pending)
+                    pending = []
+                pending.append(sample)
+                if len(pending) >= batch:
+                    _explain_batch(state, pending)
+                    pending = []
+        except InvalidInput as exc:
+            _fail(state, str(path), exc)
+        state.progress.advance(1, path.name)
+    if pending:
+        _explain_batch(state, pending)
+
+
+def _explain_batch(state: Run, samples: list[inputs.Sample]) -> None:
+    x = np.concatenate([s.x for s in samples])
+    shape = x.shape[1:]
+    compile_s = _compile(state, shape)
+    start = time.perf_counter()
+    try:
+        result = state.explainer.explain(x, target=state.target, keep_layers=state.args.keep_layers,
+                                         batch_size=state.args.batch_size)
+    except InvalidInput as exc:
+        for s in samples:
+            _fail(state, s.where, exc)
+        return
+    explain_s = time.perf_counter() - start
+    if state.first_shape is None:
+        state.first_shape = shape
+    for i, sample in enumerate(samples):
+        try:
+            _write_sample(state, sample, result, i, {"load": state.load_s, "compile": compile_s if i == 0 else 0.0,
+                                                     "explain": explain_s, "batch": len(samples)})
+        except InvalidInput as exc:  # e.g. a NaN relevance the heatmap refuses
+            _fail(state, sample.where, exc)
+
+
+def _compile(state: Run, shape: tuple) -> float:
+    """Compile (and check the target against) a new input shape once; returns the seconds it took."""
+    if shape in state.compiled:
+        return 0.0
+    start = time.perf_counter()
+    compiled = state.explainer.compile(shape, keep_layers=state.args.keep_layers)
+    state.compiled[shape] = time.perf_counter() - start
+    n = compiled.num_classes
+    if state.target is not None and state.target >= n:
+        raise InvalidTarget(f"--target {state.target} is out of range: {state.args.model!r} has {n} outputs "
+                            f"(0..{n - 1}); pass an index in range, a label name or 'pred'")
+    if state.labels is not None and len(state.labels) != n and not state.warned_labels:
+        state.warned_labels = True
+        if not state.args.quiet:
+            state.progress.write(f"onnx-lrp: warning: {len(state.labels)} labels for {n} outputs; "
+                                 "check --labels or the model's onnx_lrp.labels")
+    return state.compiled[shape]
+
+
+def _write_sample(state: Run, sample: inputs.Sample, result, i: int, timings: dict) -> None:
+    name = report.unique_name(sample.name, state.names)
+    start = time.perf_counter()
+    relevance = result.relevance[i:i + 1]
+    layers = {k: v[i:i + 1] for k, v in result.layers.items()} if state.args.keep_layers else None
+    files = report.write_result(state.out, name, relevance, state.pre, state.args.cmap, sample.image, layers)
+    timings = {**timings, "write": time.perf_counter() - start}
+    files["summary"] = str(state.out / f"{name}.json")
+    summary = summarize(state, sample, name, result, i, files, timings)
+    uniform = _uniform_note(state, relevance)
+    if uniform:
+        summary["notes"].append(uniform)
+    report.save_json(files["summary"], summary)
+    state.results.append(summary)
+    if state.human:
+        state.progress.write(_summary_line(summary), file=sys.stdout)
+        if uniform and not state.warned_uniform:
+            state.warned_uniform = True
+            state.progress.write(f"note: {uniform}", file=sys.stdout)
+
+
+def summarize(state: Run, sample: inputs.Sample, name: str, result, i: int, files: dict, timings: dict) -> dict:
+    """The JSON summary of one explained input."""
+    flat = result.output.reshape(len(result.output), -1)
+    predicted, target = int(result.prediction[i]), int(result.target[i])
+    output = float(flat[i, target])
+    total = float(result.relevance[i].sum(dtype=np.float64))
+    return {
+        "input": sample.source,
+        "index": sample.index,
+        "name": name,
+        "model": str(state.args.model),
+        "composite": state.args.composite,
+        "providers": list(state.explainer.providers),
+        "predicted": predicted,
+        "predicted_label": _label(state.labels, predicted),
+        "predicted_output": _finite(flat[i, predicted]),
+        "target": target,
+        "target_label": _label(state.labels, target),
+        "output": _finite(output),
+        "relevance_sum": _finite(total),
+        "conservation": _finite(total / output) if output != 0 else None,
+        "input_shape": list(sample.x.shape),
+        "preprocess": state.pre.to_json() if sample.image is not None else None,
+        "notes": list(result.notes),
+        "files": files,
+        "timings_s": {k: (round(v, 4) if isinstance(v, float) else v) for k, v in timings.items()},
+    }
+
+
+def _summary_line(s: dict) -> str:
+    where = inputs.describe(s["input"], s["index"])
+    line = f"{where}: {_named(s['predicted_label'], s['predicted'], s['predicted_output'])}"
+    if s["target"] != s["predicted"]:
+        line += f"; explaining {_named(s['target_label'], s['target'], s['output'])}"
+    total = "?" if s["relevance_sum"] is None else f"{s['relevance_sum']:.4g}"
+    ratio = "" if s["conservation"] is None else f" ({s['conservation']:.3g} × the output)"
+    return f"{line}; relevance sum {total}{ratio}"
+
+
+def _uniform_note(state: Run, relevance: np.ndarray) -> str | None:
+    """Why a heatmap is one flat colour, when the first layer's Flat rule covers the whole input."""
+    if relevance.size < 2 or np.ptp(relevance) != 0 or "flat" not in state.args.composite:
+        return None
+    return (f"the relevance is the same for every input feature: {state.args.composite} gives the first layer "
+            "the Flat rule, which spreads relevance evenly over its receptive field, here the whole input (a "
+            "dense first layer); use --composite epsilon or epsilon_plus for a per-feature explanation")
+
+
+def _named(label, index: int, output) -> str:
+    value = "?" if output is None else f"{output:.4g}"
+    return f"{label} (class {index}, output {value})" if label is not None else f"class {index} (output {value})"
+
+
+def _finish(state: Run, total_s: float) -> int:
+    failed = len(state.errors)
+    if state.args.json:
+        doc = {"model": str(state.args.model), "composite": state.args.composite,
+               "providers": list(state.explainer.providers), "out": str(state.out),
+               "notes": list(state.explainer.notes), "results": state.results, "errors": state.errors,
+               "timings_s": {"load": round(state.load_s, 4), "total": round(total_s, 4)}}
+        print(json.dumps(doc, indent=2, allow_nan=False))
+    elif state.human and state.results:
+        if len(state.results) == 1:
+            print("wrote " + ", ".join(state.results[0]["files"].values()))
+        else:
+            print(f"explained {len(state.results)} inputs in {total_s:.1f} s; heatmaps, relevance and "
+                  f"summaries in {str(state.out)}/")
+        if state.args.save_explainer:
+            print(f"saved the explainer to {state.args.save_explainer}")
+    if failed and len(state.results) + failed > 1:
+        print(f"onnx-lrp: error: {failed} of {len(state.results) + failed} inputs failed (see above)",
+              file=sys.stderr)
+    return 1 if failed else 0
+
+
+def _fail(state: Run, where: str, exc: Exception) -> None:
+    message = " ".join(str(exc).split())
+    state.errors.append({"input": where, "error": message})
+    state.progress.write(f"onnx-lrp: error: {message}")
+
+
+# --- option helpers ----------------------------------------------------------------------------
+def resolve_target(text: str | None, labels: list[str] | None, model) -> int | None:
+    """``pred`` -> None (the predicted class); a label name (exact, then ignoring case) or an index -> int."""
+    if text is None or text.strip().lower() in ("pred", "predicted"):
+        return None
+    if labels is not None and text in labels:
+        return labels.index(text)
+    if text.strip().isdigit():
+        return _in_range(int(text), labels, model)
+    if labels is None:
+        raise InvalidTarget(f"--target {text!r} is not a class index and {str(model)!r} has no labels "
+                            "(no onnx_lrp.labels metadata); pass an index, 'pred', or --labels FILE")
+    folded = [i for i, label in enumerate(labels) if label.casefold() == text.strip().casefold()]
+    if len(folded) == 1:
+        return folded[0]
+    close = difflib.get_close_matches(text, labels, n=3, cutoff=0.6)
+    hint = f"did you mean {' or '.join(map(repr, close))}? " if close else ""
+    raise InvalidTarget(f"--target {text!r} is not a label of {str(model)!r} ({len(labels)} labels); {hint}"
+                        "pass a label name, an index or 'pred'")
+
+
+def _in_range(index: int, labels, model) -> int:
+    if labels is not None and index >= len(labels):
+        raise InvalidTarget(f"--target {index} is out of range: {str(model)!r} has {len(labels)} classes "
+                            f"(0..{len(labels) - 1}); pass an index in range, a label name or 'pred'")
+    return index
+
+
+def box_bounds(args, pre: metadata.Preprocess) -> dict:
+    """``low``/``high`` for epsilon_gamma_box: the flags, else pixels 0 and 255 through the preprocessing."""
+    low, high = args.low, args.high
+    if low is None or high is None:
+        if not pre.normalises:
+            raise UsageError("--composite epsilon_gamma_box needs --low and --high (the lowest and highest "
+                             f"input values), and {str(args.model)!r} has no onnx_lrp.preprocess scale/mean/std to "
+                             "derive them from; pass e.g. --low 0 --high 1")
+        lo, hi = pre.input_range()
+        low = lo if low is None else low
+        high = hi if high is None else high
+    return {"low": _per_channel(low, pre, "--low"), "high": _per_channel(high, pre, "--high")}
+
+
+def _per_channel(values, pre: metadata.Preprocess, flag: str):
+    v = np.asarray(values, np.float32).reshape(-1)
+    if v.size == 1 or np.all(v == v[0]):
+        return float(v[0])
+    if pre.layout == "nchw":
+        return v.reshape(1, -1, 1, 1)
+    if pre.layout == "nhwc":
+        return v.reshape(1, 1, 1, -1)
+    if pre.layout == "flat" and pre.size is not None:
+        return np.tile(v, pre.size[0] * pre.size[1]).reshape(1, -1)
+    raise UsageError(f"{flag} has {v.size} values (one per channel) but the input layout is unknown; pass one "
+                     "value, or --layout (and --size for flat inputs)")
+
+
+def _providers(text: str | None):
+    if not text:
+        return None
+    return [PROVIDER_ALIASES.get(p.strip().lower(), p.strip()) for p in text.split(",") if p.strip()]
+
+
+def _check_parent(path) -> None:
+    parent = Path(path).resolve().parent
+    if not parent.is_dir():
+        raise OutputError(f"cannot save the explainer to {str(path)!r}: directory {str(parent)!r} does not exist; "
+                          "create it or choose another --save-explainer path")
+
+
+def _label(labels, index: int):
+    return labels[index] if labels is not None and 0 <= index < len(labels) else None
+
+
+def _finite(value):
+    value = float(value)
+    return value if np.isfinite(value) else None
+
+
+def _tuple(values):
+    return None if values is None else tuple(values)
