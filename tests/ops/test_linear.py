@@ -41,6 +41,13 @@ CONV_CASES = {
     "2d_valid": ((2, 7, 6), (3, 2, 3, 2), dict(auto_pad="VALID", strides=[2, 2])),
     "3d": ((2, 5, 4, 5), (3, 2, 2, 3, 2), dict(strides=[2, 1, 2], pads=[1, 0, 1, 0, 1, 1])),
     "3d_depthwise_same": ((3, 3, 4, 5), (3, 1, 2, 2, 3), dict(group=3, auto_pad="SAME_LOWER", strides=[2, 2, 2])),
+    # stride 1 (the VJP may be a Conv with the flipped kernel rather than a ConvTranspose)
+    "2d_s1_depthwise_dilated_asym": ((3, 7, 6), (3, 1, 3, 2), dict(group=3, dilations=[2, 3], pads=[2, 0, 1, 3])),
+    "2d_s1_groups_multiplier": ((4, 5, 5), (6, 2, 2, 3), dict(group=2, pads=[1, 1, 0, 2])),
+    "2d_s1_pads_beyond_kernel": ((2, 4, 5), (3, 2, 2, 2), dict(pads=[3, 0, 2, 4])),
+    "2d_s1_same_lower_even": ((2, 5, 6), (3, 2, 4, 2), dict(auto_pad="SAME_LOWER")),
+    "1d_s1_dilated": ((2, 9), (3, 2, 3), dict(dilations=[3], pads=[0, 4])),
+    "3d_s1_groups": ((4, 3, 4, 3), (2, 2, 2, 1, 3), dict(group=2, pads=[1, 0, 2, 0, 1, 1])),
     # 73 KB of weights: large enough to be kept outside the protobuf (onnx_lrp.weights)
     "2d_large_weight": ((32, 4, 5), (64, 32, 3, 3), dict(pads=[1, 1, 1, 1], strides=[1, 2])),
 }
@@ -66,6 +73,9 @@ CONV_T_CASES = {
                                                              output_padding=[1, 0])),
     "2d_groups": ((4, 3, 3), (4, 2, 2, 3), dict(group=2, strides=[2, 3], output_padding=[1, 2])),
     "2d_depthwise_dilated": ((3, 4, 3), (3, 1, 3, 2), dict(group=3, dilations=[2, 1], pads=[1, 0, 0, 1])),
+    "2d_strided_dilated": ((2, 3, 4), (2, 2, 3, 2), dict(strides=[2, 3], dilations=[2, 1], pads=[1, 0, 2, 1],
+                                                         output_padding=[1, 2])),
+    "1d_no_bias_pads": ((3, 6), (3, 1, 4), dict(strides=[3], pads=[2, 1], output_padding=[2])),
     "3d": ((2, 2, 3, 2), (2, 2, 2, 2, 3), dict(strides=[2, 1, 2], pads=[0, 1, 0, 1, 0, 0],
                                                output_padding=[1, 0, 1])),
 }
