@@ -15,9 +15,10 @@ from onnx import TensorProto, helper
 from .builder import GraphBuilder
 from .composites import Composite
 from .context import NodeContext, SharedTensors
-from .errors import InvalidInput
+from .errors import InvalidInput, UnsupportedOp
 from .graph import ModelGraph
 from .ops import base as cat
+from .ops.base import Handler
 from .ops.registry import handler_for
 from .weights import store_of
 
@@ -38,17 +39,49 @@ class Compiled:
     rules: dict[str, str] = field(default_factory=dict)
 
 
-def assign_rules(g: ModelGraph, composite: Composite) -> list[tuple]:
-    """(node, handler, rule) for every node carrying relevance, in topological order."""
-    plan, first_seen = [], False
+@dataclass
+class Step:
+    """How one node will be explained: its handler, category and rule, or why it cannot be."""
+
+    node: onnx.NodeProto
+    handler: Handler | None
+    category: str | None
+    rule: object | None
+    problem: UnsupportedOp | None = None
+    overridden: bool = False
+
+
+def plan_nodes(g: ModelGraph, composite: Composite, strict: bool = True) -> list[Step]:
+    """A :class:`Step` for every node carrying relevance, in topological order.
+
+    A node no handler supports raises :class:`UnsupportedOp` (``strict``) or is returned with its
+    ``problem`` set, unless the composite names a rule for it (``name_map``/``type_map``): then a
+    generic handler stands in, which is enough for rules that need neither the op's forward pass
+    nor its gradient (Pass, Uniform)."""
+    steps, first_seen = [], False
     for node in g.topo_nodes():
-        handler = handler_for(node, g)
-        handler.check(node, g)
-        category = handler.category_of(node, g)
+        overridden = node.name in getattr(composite, "name_map", {}) or node.op_type in getattr(
+            composite, "type_map", {})
+        try:
+            handler = handler_for(node, g)
+            handler.check(node, g)
+            category = handler.category_of(node, g)
+        except UnsupportedOp as problem:
+            if not overridden:
+                if strict:
+                    raise
+                steps.append(Step(node, None, None, None, problem))
+                continue
+            handler, category = Handler(), cat.PASS
         is_first = not first_seen and category in _LINEAR
         first_seen = first_seen or category in _LINEAR
-        plan.append((node, handler, composite.rule_for(node, category, is_first)))
-    return plan
+        steps.append(Step(node, handler, category, composite.rule_for(node, category, is_first), None, overridden))
+    return steps
+
+
+def assign_rules(g: ModelGraph, composite: Composite) -> list[tuple]:
+    """(node, handler, rule) for every node carrying relevance, in topological order."""
+    return [(s.node, s.handler, s.rule) for s in plan_nodes(g, composite)]
 
 
 def compile_explainer(g: ModelGraph, composite: Composite, keep_layers: bool = False,
@@ -69,7 +102,8 @@ def compile_explainer(g: ModelGraph, composite: Composite, keep_layers: bool = F
                 layers[t] = r
         ctx = NodeContext(b, g, node, handler, arriving, shared)
         for tensor, r in zip(ctx.inputs, rule(ctx)):
-            relevance.setdefault(tensor, []).append(r)
+            if r is not None:  # None: the rule gives this input no relevance (e.g. a gate)
+                relevance.setdefault(tensor, []).append(r)
     if g.input_name not in relevance:
         raise InvalidInput(f"output {g.output_name!r} of {g.label!r} does not depend on input {g.input_name!r} "
                            "through any floating-point path; nothing to explain")
@@ -120,15 +154,20 @@ def _assemble(g: ModelGraph, b: GraphBuilder, layers: dict[str, str]) -> tuple[o
     inputs = [helper.make_tensor_value_info(g.input_name, TensorProto.FLOAT, x_shape),
               helper.make_tensor_value_info(TARGET, TensorProto.INT64, ["N"])]
     outputs = [helper.make_tensor_value_info(RELEVANCE, TensorProto.FLOAT, x_shape),
-               helper.make_tensor_value_info(g.output_name, TensorProto.FLOAT, None)]
+               helper.make_tensor_value_info(g.output_name, TensorProto.FLOAT, _dims(g, g.output_name))]
     layer_nodes, layer_outputs = [], {}
     for tensor, name in layers.items():
         out_name = layer_outputs[tensor] = f"relevance:{tensor}"
         layer_nodes.append(helper.make_node("Identity", [name], [out_name], name=f"keep:{tensor}"))
-        outputs.append(helper.make_tensor_value_info(out_name, TensorProto.FLOAT, None))
+        outputs.append(helper.make_tensor_value_info(out_name, TensorProto.FLOAT, _dims(g, tensor)))
     graph = helper.make_graph(list(src.node) + b.nodes + layer_nodes, "lrp_explainer", inputs, outputs,
                               initializer=list(src.initializer) + b.initializers)
     model = helper.make_model(graph, opset_imports=list(g.model.opset_import),
                               producer_name="onnx-lrp")
     model.ir_version = g.model.ir_version
     return model, layer_outputs
+
+
+def _dims(g: ModelGraph, tensor: str) -> list:
+    """Declared output dims: the batch is symbolic, the rest as probed."""
+    return ["N"] + [int(d) for d in g.shape(tensor)[1:]]

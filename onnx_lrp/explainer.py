@@ -113,8 +113,10 @@ class Explainer:
         x = self._check_input(x)
         compiled, session = self._session(x.shape[1:], keep_layers)
         targets = _targets(target, len(x), compiled.num_classes)
-        step = batch_size or self._fixed_batch() or len(x)
-        parts = [self._run(session, compiled, x[i:i + step], targets[i:i + step]) for i in range(0, len(x), step)]
+        fixed = self._fixed_batch()
+        step = fixed or batch_size or len(x)
+        parts = [self._run(session, compiled, x[i:i + step], targets[i:i + step], fixed)
+                 for i in range(0, len(x), step)]
         relevance = np.concatenate([p[0] for p in parts])
         output = np.concatenate([p[1] for p in parts])
         layers = {t: np.concatenate([p[2][t] for p in parts]) for t in compiled.layers}
@@ -122,10 +124,14 @@ class Explainer:
         chosen = np.where(targets < 0, flat.argmax(axis=1), targets).astype(np.int64)
         return Explanation(relevance, output, chosen, layers, list(self.notes))
 
-    def _run(self, session, compiled: Compiled, x, targets):
+    def _run(self, session, compiled: Compiled, x, targets, fixed_batch: int | None = None):
         names = [RELEVANCE, compiled.output_name] + list(compiled.layers.values())
+        n = len(x)
+        if fixed_batch and n < fixed_batch:  # a model with a baked-in batch size: pad, then trim
+            x = np.concatenate([x, np.repeat(x[-1:], fixed_batch - n, axis=0)])
+            targets = np.concatenate([targets, np.full(fixed_batch - n, -1, np.int64)])
         try:
-            values = session.run(names, {compiled.input_name: x, TARGET: targets})
+            values = [v[:n] for v in session.run(names, {compiled.input_name: x, TARGET: targets})]
         except Exception as exc:
             raise OnnxLrpError(f"onnxruntime failed running the explainer of {self.label!r} on input shape "
                                f"{x.shape} ({type(exc).__name__}: {exc})") from exc
@@ -180,13 +186,15 @@ def write_model(model: onnx.ModelProto, path) -> Path:
     if not path.parent.exists() or not os.access(path.parent, os.W_OK):
         raise OutputError(f"cannot write {str(path)!r}: directory {str(path.parent)!r} does not exist or is not "
                           "writable; choose another path")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.close(fd)
+    tmp = None
     try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+        os.close(fd)
         onnx.save(model, tmp)
         os.replace(tmp, path)
     except Exception as exc:
-        os.unlink(tmp)
+        if tmp is not None and os.path.exists(tmp):
+            os.unlink(tmp)
         raise OutputError(f"cannot write {str(path)!r}: {exc}") from exc
     return path
 

@@ -172,9 +172,6 @@ def test_fixed_batch_two_model_explains_even_batches():
     np.testing.assert_allclose(res.relevance[2:], exp.explain(x[2:], target=0).relevance, rtol=1e-6, atol=1e-8)
 
 
-@pytest.mark.xfail(strict=True, reason="Explainer.explain splits the batch into chunks of the model's fixed "
-                   "batch size but does not pad the last, short chunk: with batch 2 baked into a Reshape, "
-                   "3 samples fail in onnxruntime (Gemm dimension mismatch) instead of being explained")
 def test_fixed_batch_two_model_explains_odd_batches():
     exp = onnx_lrp.Explainer(_fixed_batch_two())
     x = randn((3, 3, 4, 4), 107)
@@ -238,9 +235,6 @@ def test_saved_explainer_runs_in_plain_onnxruntime(cnn_exp, tmp_path):
     np.testing.assert_allclose(pred_only, cnn_exp.explain(X_CNN[:2]).relevance, rtol=1e-5, atol=1e-7)
 
 
-@pytest.mark.xfail(strict=True, reason="compile._assemble declares the model output (and each kept layer) "
-                   "with make_tensor_value_info(name, FLOAT, None): a graph output whose type has no shape "
-                   "field, which onnx.checker rejects ('Field shape of type is required but missing')")
 def test_saved_explainer_passes_the_onnx_checker(cnn_exp, tmp_path):
     path = cnn_exp.save(tmp_path / "model.lrp.onnx")
     onnx.checker.check_model(onnx.load(path), full_check=True)

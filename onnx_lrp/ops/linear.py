@@ -196,6 +196,8 @@ class MatMulHandler(Handler):
         weight = g.const(node.input[1 - self._data_index(node, g)])
         if weight is None or weight.ndim != 2:
             raise unsupported(node, "MatMul is supported with a constant 2-D operand")
+        if self._data_index(node, g) == 1 and len(g.shape(node.input[1])) < 3:
+            raise unsupported(node, "W @ x with a 2-D x contracts the batch axis, mixing samples")
 
     def params(self, node, g):
         weight = g.const(node.input[1 - self._data_index(node, g)])

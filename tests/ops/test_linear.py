@@ -157,8 +157,6 @@ def test_matmul(name):
     check_op(model, sample, fd=F64, modify=square_params, ref_model=ref)
 
 
-@pytest.mark.xfail(strict=True, reason="MatMulHandler.check accepts W @ x with 2-D x, which contracts the batch "
-                                       "axis of x (samples are mixed); it should raise UnsupportedOp")
 def test_matmul_const_first_2d_data_contracts_batch():
     model = node_model("MatMul", (6,), [rand(3, 1), "x"])
     with pytest.raises(UnsupportedOp):
