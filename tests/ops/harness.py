@@ -125,10 +125,6 @@ def _give_outputs_shapes(model: onnx.ModelProto, batch, sample_shape) -> None:
         out.CopyFrom(helper.make_tensor_value_info(out.name, out.type.tensor_type.elem_type, dims))
 
 
-def initializer_values(model: onnx.ModelProto) -> dict[str, np.ndarray]:
-    return {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
-
-
 def session(model: onnx.ModelProto):
     return make_session(model, [CPU], optimize=True, threads=1)
 
@@ -505,7 +501,7 @@ class Checked:
     x: np.ndarray
 
 
-def away_from(values, kinks, margin: float) -> np.ndarray:
+def away_from(values, kinks, margin: float = 0.05) -> np.ndarray:
     """Move entries of ``values`` closer than ``margin`` to any of ``kinks`` out to that margin."""
     values = np.array(values, np.float64)
     for k in kinks:

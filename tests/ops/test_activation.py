@@ -13,7 +13,7 @@ import pytest
 
 from onnx_lrp.errors import UnsupportedOp
 
-from .harness import F64, Case, check_op, node_model, numpy_ref
+from .harness import F64, Case, away_from, check_op, node_model, numpy_ref
 
 SAMPLE = (2, 3, 4)
 MARGIN = 0.05
@@ -25,11 +25,7 @@ def normal(seed=0, scale=1.5):
 
 
 def away(values, *kinks):
-    values = np.array(values, np.float64)
-    for k in kinks:
-        near = np.abs(values - k) < MARGIN
-        values[near] = k + np.where(values[near] >= k, MARGIN, -MARGIN)
-    return values.astype(np.float32)
+    return away_from(values, kinks, MARGIN)
 
 
 def positive(seed=0):
