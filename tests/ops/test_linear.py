@@ -157,9 +157,12 @@ def test_matmul(name):
     check_op(model, sample, fd=F64, modify=square_params, ref_model=ref)
 
 
-def test_matmul_const_first_2d_data_contracts_batch():
-    model = node_model("MatMul", (6,), [rand(3, 1), "x"])
-    with pytest.raises(UnsupportedOp):
+@pytest.mark.parametrize("batch", ["N", 4])
+def test_matmul_const_first_2d_data_contracts_batch(batch):
+    """W @ x with 2-D x contracts x's axis 0, the batch: every output row mixes all samples."""
+    weight = rand(3, 1) if batch == "N" else rand(3, 4)
+    model = node_model("MatMul", (6,), [weight, "x"], batch=batch)
+    with pytest.raises(UnsupportedOp, match="batch"):
         Case(model, (6,))
 
 
