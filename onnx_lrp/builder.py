@@ -81,8 +81,15 @@ class GraphBuilder:
         shift = self.op("Where", [nonneg, self.const(eps), self.const(-eps)])
         return self.op("Add", [z, shift], hint="stab")
 
-    def ratio(self, r: str, z: str, eps: float) -> str:
-        """r / stab(z). With eps = 0 (LRP-0), where z = 0 the ratio is 0 instead of NaN."""
+    def ratio(self, r: str, z: str, eps: float, sign: int = 0) -> str:
+        """r / stab(z). With eps = 0 (LRP-0), where z = 0 the ratio is 0 instead of NaN.
+
+        ``sign`` = +1 / -1 promises z >= 0 / z <= 0 (e.g. ZPlus's denominator), so the stabiliser
+        is one Add. For z <= 0 it shifts z = 0 to -eps where Zennit shifts to +eps; there every
+        contribution is 0, so the relevance is the same.
+        """
+        if eps and sign:
+            return self.div(r, self.add(z, self.const(eps * sign)))
         if eps:
             return self.div(r, self.stabilize(z, eps))
         zero = self.op("Equal", [z, self.const(0.0)])

@@ -100,7 +100,7 @@ class ZPlus(Rule):
         x = self._single_input(ctx)
         pairs = _sign_pairs(ctx, x, _positive, _no_bias(_negative))
         z = ctx.b.sum([ctx.forward([xi], mod) for xi, mod in pairs])
-        s = ctx.b.ratio(ctx.R, z, self.stabilizer)
+        s = ctx.b.ratio(ctx.R, z, self.stabilizer, sign=+1)  # x⁺W⁺ + b⁺ + x⁻W⁻ >= 0
         return [ctx.b.sum([ctx.b.mul(xi, ctx.vjp(s, mod)[0]) for xi, mod in pairs])]
 
 
@@ -117,8 +117,8 @@ class AlphaBeta(Rule):
 
     def __call__(self, ctx):
         x = self._single_input(ctx)
-        pos = _signed_part(ctx, _sign_pairs(ctx, x, _positive, _no_bias(_negative)), self.stabilizer)
-        neg = _signed_part(ctx, _sign_pairs(ctx, x, _negative, _no_bias(_positive)), self.stabilizer)
+        pos = _signed_part(ctx, _sign_pairs(ctx, x, _positive, _no_bias(_negative)), self.stabilizer, +1)
+        neg = _signed_part(ctx, _sign_pairs(ctx, x, _negative, _no_bias(_positive)), self.stabilizer, -1)
         b = ctx.b
         if neg is None:
             return [b.mul(pos, b.const(self.alpha))]
@@ -163,7 +163,7 @@ class Flat(Rule):
         x = self._single_input(ctx)
         ones = _ones_mod()
         z = ctx.forward([ctx.ones_like(x)], ones)
-        s = ctx.b.ratio(ctx.R, z, self.stabilizer)
+        s = ctx.b.ratio(ctx.R, z, self.stabilizer, sign=+1)
         return [ctx.vjp(s, ones)[0]]
 
 
@@ -179,7 +179,7 @@ class WSquare(Rule):
         x = self._single_input(ctx)
         square = _square_mod()
         z = ctx.forward([ctx.ones_like(x)], square)
-        s = ctx.b.ratio(ctx.R, z, self.stabilizer)
+        s = ctx.b.ratio(ctx.R, z, self.stabilizer, sign=+1)
         return [ctx.vjp(s, square)[0]]
 
 
@@ -286,9 +286,10 @@ def _sign_pairs(ctx, x, mod_for_pos, mod_for_neg):
     return pairs
 
 
-def _signed_part(ctx, pairs, stabilizer):
+def _signed_part(ctx, pairs, stabilizer, sign):
+    """One signed half of AlphaBeta; its denominator has the sign ``sign`` by construction."""
     z = ctx.b.sum([ctx.forward([xi], mod) for xi, mod in pairs])
-    s = ctx.b.ratio(ctx.R, z, stabilizer)
+    s = ctx.b.ratio(ctx.R, z, stabilizer, sign=sign)
     return ctx.b.sum([ctx.b.mul(xi, ctx.vjp(s, mod)[0]) for xi, mod in pairs])
 
 
