@@ -30,6 +30,7 @@ PROG = "onnx-lrp"
 #: first word -> module implementing it (see the module docstring)
 SUBCOMMANDS = {
     "explain": "onnx_lrp.commands.explain",
+    "evaluate": "onnx_lrp.evaluate",
 }
 DEFAULT_COMMAND = "explain"
 

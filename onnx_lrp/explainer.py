@@ -191,6 +191,7 @@ def write_model(model: onnx.ModelProto, path) -> Path:
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
         os.close(fd)
         onnx.save(model, tmp)
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600; a saved model is meant to be shared
         os.replace(tmp, path)
     except Exception as exc:
         if tmp is not None and os.path.exists(tmp):
