@@ -625,7 +625,8 @@ def _randomisation(a, pool, target, specs, settings, channel_axis, running, repo
                                        method_options=spec.resolved(settings, patch))
         running[spec.label]["randomisation_spearman"].add(result.correlation)
         report.randomisation[spec.label] = {"layers": result.layers, "spearman": result.per_layer,
-                                            "samples": len(x)}
+                                            "samples": len(x), "notes": result.notes}
+        report.notes += [f"model_randomisation, {spec.label}: {n}" for n in result.notes[1:]]
 
 
 def _unique_labels(specs):

@@ -335,13 +335,18 @@ class RandomisationResult:
 
     @property
     def per_layer(self) -> np.ndarray:
-        return np.nanmean(self.correlation, axis=1)
+        """Mean over the samples at each step (NaN where every explanation was constant)."""
+        c = self.correlation
+        valid = np.isfinite(c)
+        return np.where(valid.any(axis=1), np.where(valid, c, 0).sum(axis=1) / np.maximum(valid.sum(axis=1), 1),
+                        np.nan)
 
     @property
     def mean(self) -> float:
         """The mean correlation over all steps and samples: near 0 for an explanation that
         depends on the parameters, 1 for one that ignores them."""
-        return float(np.nanmean(self.correlation))
+        valid = self.correlation[np.isfinite(self.correlation)]
+        return float(valid.mean()) if valid.size else float("nan")
 
 
 def randomisable_layers(model, sample_shape) -> list[tuple[str, list[str]]]:
@@ -376,8 +381,9 @@ def model_randomisation(model, x, target=None, method="gradient", *, layers=None
     explained with ``method`` for the same targets, and each explanation map is compared with the
     original by Spearman rank correlation. An explanation that still looks the same once the
     model is random does not explain the model; the ``random`` method (independent of the model)
-    scores 1 at every step. A constant explanation map (e.g. a zero gradient once the randomised
-    model's target unit is dead) has no ranking and counts as correlation 0.
+    scores 1 at every step. A constant explanation map (e.g. all zero once a ReLU after the
+    randomised output layer cuts the target off) has no ranking: its correlation is NaN, left
+    out of :attr:`RandomisationResult.mean` and counted in the notes.
 
     Parameters
     ----------
@@ -428,8 +434,13 @@ def model_randomisation(model, x, target=None, method="gradient", *, layers=None
                            channel_axis)
         correlations.append([_pearson(o, r) for o, r in zip(original, maps)])
         names.append(node_name)
-    corr = np.nan_to_num(np.array(correlations, np.float64), nan=0.0)
-    return RandomisationResult(names, corr, [f"{len(cascade)} layers in the cascade, output first"])
+    corr = np.array(correlations, np.float64)
+    notes = [f"{len(cascade)} layers in the cascade, output first"]
+    constant = int(np.isnan(corr).sum())
+    if constant:
+        notes.append(f"{constant} of {corr.size} explanations of a randomised model were constant (e.g. the "
+                     "target output is cut off by a ReLU): no ranking, left out as NaN")
+    return RandomisationResult(names, corr, notes)
 
 
 def _checkpoints(cascade, layers) -> set[int]:

@@ -177,6 +177,16 @@ def test_gradient_decorrelates_once_the_model_is_random(mlp_exp):
     np.testing.assert_array_equal(original, again), "the explainer's own weights are left untouched"
 
 
+def test_constant_explanations_are_left_out_not_counted_as_zero(mlp_exp):
+    def zeros(attributor, x, target, batch_size):
+        return np.zeros_like(x)
+
+    x = np.random.default_rng(7).standard_normal((2, 4, 8, 8)).astype(np.float32)
+    res = M.model_randomisation(mlp_exp, x, 0, zeros, layers=2)
+    assert np.isnan(res.correlation).all() and np.isnan(res.mean) and np.isnan(res.per_layer).all()
+    assert any("constant" in note for note in res.notes)
+
+
 def test_rankdata_and_spearman():
     np.testing.assert_array_equal(M.rankdata([10, 30, 20, 20]), [1, 4, 2.5, 2.5])
     assert M.spearman([1, 2, 3, 4], [10, 100, 1000, 10000]) == pytest.approx(1.0)
