@@ -25,6 +25,8 @@ class GraphBuilder:
         self._by_identity: dict[int, tuple[np.ndarray, str]] = {}
         self._derived: dict[tuple, tuple[np.ndarray, str]] = {}
         self._store = store
+        #: forward node name -> {output index: tensor name} the relevance sweep also needs
+        self.extra_outputs: dict[str, dict[int, str]] = {}
 
     def reuse(self, arrays: dict[str, np.ndarray]) -> None:
         """Let :meth:`const` refer to these existing initializers when handed the same array
@@ -63,6 +65,16 @@ class GraphBuilder:
         if isinstance(array, np.ndarray) and array.size > 4096:
             self._by_identity[id(array)] = (array, name)
         return name
+
+    def forward_output(self, node, index: int, hint: str) -> str:
+        """Output ``index`` of the model's own forward ``node`` (e.g. MaxPool's Indices), added to
+        that node instead of computing it again."""
+        if index < len(node.output) and node.output[index]:
+            return node.output[index]
+        wanted = self.extra_outputs.setdefault(node.name, {})
+        if index not in wanted:
+            wanted[index] = self.fresh(hint)
+        return wanted[index]
 
     def derived_const(self, source: np.ndarray, tag: str, make) -> str:
         """``const(make(source))``, computed once per source array and tag."""

@@ -160,12 +160,29 @@ def _assemble(g: ModelGraph, b: GraphBuilder, layers: dict[str, str]) -> tuple[o
         out_name = layer_outputs[tensor] = f"relevance:{tensor}"
         layer_nodes.append(helper.make_node("Identity", [name], [out_name], name=f"keep:{tensor}"))
         outputs.append(helper.make_tensor_value_info(out_name, TensorProto.FLOAT, _dims(g, tensor)))
-    graph = helper.make_graph(list(src.node) + b.nodes + layer_nodes, "lrp_explainer", inputs, outputs,
+    graph = helper.make_graph(forward_nodes(g, b) + b.nodes + layer_nodes, "lrp_explainer", inputs, outputs,
                               initializer=list(src.initializer) + b.initializers)
     model = helper.make_model(graph, opset_imports=list(g.model.opset_import),
                               producer_name="onnx-lrp")
     model.ir_version = g.model.ir_version
     return model, layer_outputs
+
+
+def forward_nodes(g: ModelGraph, b: GraphBuilder) -> list[onnx.NodeProto]:
+    """The model's own nodes, with the extra outputs the relevance sweep asked them for."""
+    return [_with_extra_outputs(node, b.extra_outputs.get(node.name)) for node in g.model.graph.node]
+
+
+def _with_extra_outputs(node: onnx.NodeProto, extra: dict[int, str] | None) -> onnx.NodeProto:
+    if not extra:
+        return node
+    amended = onnx.NodeProto()
+    amended.CopyFrom(node)
+    while len(amended.output) <= max(extra):
+        amended.output.append("")
+    for index, name in extra.items():
+        amended.output[index] = name
+    return amended
 
 
 def _dims(g: ModelGraph, tensor: str) -> list:

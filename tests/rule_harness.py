@@ -8,7 +8,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from onnx_lrp import Explainer
 from onnx_lrp.builder import GraphBuilder
-from onnx_lrp.compile import _all_names
+from onnx_lrp.compile import forward_nodes, _all_names
 from onnx_lrp.context import NodeContext, SharedTensors
 from onnx_lrp.ops.registry import handler_for
 
@@ -35,7 +35,7 @@ def run_rule(model: onnx.ModelProto, rule, x: np.ndarray, R: np.ndarray, node_na
     for src, dst in zip(outs, names):
         b.op("Identity", [src], outputs=[dst])
     graph = helper.make_graph(
-        list(g.model.graph.node) + b.nodes, "rule",
+        forward_nodes(g, b) + b.nodes, "rule",
         [helper.make_tensor_value_info(g.input_name, TensorProto.FLOAT, None),
          helper.make_tensor_value_info("R", TensorProto.FLOAT, None)],
         [helper.make_tensor_value_info(n, TensorProto.FLOAT, None) for n in names],

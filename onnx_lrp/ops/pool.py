@@ -41,12 +41,27 @@ class MaxPoolHandler(Handler):
 
     def vjp(self, b, node, g, grads, params):
         x = node.input[0]
-        _, indices = b.op("MaxPool", [x], n_out=2, hint="maxpool_idx", **self._attrs(node, g))
+        attrs = self._attrs(node, g)
+        if node.op_type == "MaxPool":  # the forward MaxPool also returns the winners' indices
+            indices = b.forward_output(node, 1, "maxpool_idx")
+        else:
+            _, indices = b.op("MaxPool", [x], n_out=2, hint="maxpool_idx", **attrs)
+        if _disjoint_windows(attrs):  # each input wins at most once: MaxUnpool places, no sums
+            unpool = {k: v for k, v in attrs.items() if k in ("kernel_shape", "strides", "pads")}
+            return [b.op("MaxUnpool", [grads[0], indices, b.op("Shape", [x])], hint="maxpool_vjp", **unpool)]
         flat = b.ints([-1])
         zeros = b.op("Reshape", [b.zeros_like(x), flat])
         scattered = b.op("ScatterElements", [zeros, b.op("Reshape", [indices, flat]),
                                              b.op("Reshape", [grads[0], flat])], axis=0, reduction="add")
         return [b.op("Reshape", [scattered, b.op("Shape", [x])], hint="maxpool_vjp")]
+
+
+def _disjoint_windows(attrs: dict) -> bool:
+    kernel = attrs.get("kernel_shape", [])
+    strides = attrs.get("strides", [1] * len(kernel))
+    dilations = attrs.get("dilations", [1] * len(kernel))
+    return attrs.get("auto_pad", "NOTSET") in ("NOTSET", b"NOTSET", "VALID", b"VALID") and all(
+        d == 1 and k <= s for k, s, d in zip(kernel, strides, dilations))
 
 
 class AveragePoolHandler(Handler):

@@ -39,6 +39,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from onnx_lrp import Explainer
 from onnx_lrp.builder import GraphBuilder
+from onnx_lrp.compile import forward_nodes
 from onnx_lrp.executor import CPU, make_session
 from onnx_lrp.ops.registry import handler_for
 
@@ -199,7 +200,7 @@ class Case:
                     list(self.g.shape(node.output[k]))
                 inputs.append(helper.make_tensor_value_info(f"grad{k}", onnx_type(self.out_dtype(k)), shape))
         outputs = [onnx.ValueInfoProto(name=key) for key in produced]
-        graph = helper.make_graph(list(g.model.graph.node) + b.nodes + wrap, "emitted", inputs, outputs,
+        graph = helper.make_graph(forward_nodes(g, b) + b.nodes + wrap, "emitted", inputs, outputs,
                                   initializer=list(g.model.graph.initializer) + b.initializers)
         model = helper.make_model(graph, opset_imports=list(g.model.opset_import))
         model.ir_version = g.model.ir_version
