@@ -14,10 +14,17 @@ from .rules import AlphaBeta, Epsilon, Flat, Gamma, Gradient, Norm, Pass, Rule, 
 
 
 def base_map() -> dict[str, Rule]:
-    """Rules for op categories that every preset shares."""
+    """Rules for op categories that every preset shares.
+
+    Gates (a signal times a sigmoid-like gate, e.g. squeeze-excitation) get Pass: the gate is a
+    constant and all relevance goes to the signal (signal-take-all); ``category_map={"gate":
+    onnx_lrp.rules.Uniform()}`` or a ``type_map``/``name_map`` entry splits it equally instead.
+    Normalisations (LayerNorm, decomposed or not) get Pass with their statistics held constant,
+    as AttnLRP's identity rule.
+    """
     return {
         cat.ACTIVATION: Pass(), cat.BATCHNORM: Pass(), cat.PASS: Pass(), cat.AFFINE: Pass(),
-        cat.NORMALIZE: Pass(), cat.GATE: Gradient(),
+        cat.NORMALIZE: Pass(), cat.GATE: Pass(),
         cat.SUM: Norm(), cat.AVGPOOL: Norm(),
         cat.ROUTE: Gradient(), cat.MAXPOOL: Gradient(),
         cat.DENSE: Epsilon(), cat.CONV: Epsilon(),
@@ -37,12 +44,15 @@ class Composite:
         ONNX op type to rule; wins over the preset.
     name_map : dict, optional
         Node name to rule; wins over everything.
+    category_map : dict, optional
+        Category to rule on top of ``layer_map``: how a user changes a preset's rule for a whole
+        category, e.g. ``category_map={"gate": onnx_lrp.rules.Uniform()}``.
     """
 
     name = "custom"
 
-    def __init__(self, layer_map=None, first_layer=None, type_map=None, name_map=None):
-        self.layer_map = {**base_map(), **(layer_map or {})}
+    def __init__(self, layer_map=None, first_layer=None, type_map=None, name_map=None, category_map=None):
+        self.layer_map = {**base_map(), **(layer_map or {}), **(category_map or {})}
         self.first_layer = first_layer
         self.type_map = dict(type_map or {})
         self.name_map = dict(name_map or {})
@@ -59,12 +69,13 @@ class Composite:
             return self.first_layer
         return self.layer_map[category]
 
-    def with_overrides(self, type_map=None, name_map=None) -> "Composite":
+    def with_overrides(self, type_map=None, name_map=None, category_map=None) -> "Composite":
         """A copy with extra overrides (they win over the existing ones)."""
         new = object.__new__(type(self))
         new.__dict__.update(self.__dict__)
         new.type_map = {**self.type_map, **(type_map or {})}
         new.name_map = {**self.name_map, **(name_map or {})}
+        new.layer_map = {**self.layer_map, **(category_map or {})}
         return new
 
     def __repr__(self):

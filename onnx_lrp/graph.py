@@ -141,6 +141,10 @@ def _drop_initializer_inputs(proto: onnx.ModelProto) -> None:
     keep = [i for i in proto.graph.input if i.name not in inits]
     del proto.graph.input[:]
     proto.graph.input.extend(keep)
+    # without them the model is valid only from IR 4 on; the version converter leaves the IR
+    # version alone, so raise it to what the (converted) opset needs
+    needed = onnx.helper.find_min_ir_version_for(list(proto.opset_import), ignore_unknown=True)
+    proto.ir_version = max(proto.ir_version, needed, 4)
 
 
 def _name_nodes(proto: onnx.ModelProto) -> None:

@@ -11,13 +11,16 @@ import onnx
 
 from .constants import fold_constants
 from .fold_batchnorm import fold_batchnorm
+from .fold_scale import fold_linear_affine, fold_scale
 from .fuse_bias import fuse_bias
 from .identity import remove_identities
+from .legacy_softmax import restore_softmax
 from .prune import prune_to_output
 from .strip_softmax import strip_softmax
 
 __all__ = ["canonize", "Canonized", "fold_constants", "fold_batchnorm", "fuse_bias",
-           "remove_identities", "prune_to_output", "strip_softmax"]
+           "remove_identities", "prune_to_output", "strip_softmax", "fold_scale", "fold_linear_affine",
+           "restore_softmax"]
 
 
 @dataclass
@@ -34,6 +37,7 @@ def canonize(model: onnx.ModelProto, output: str) -> Canonized:
     # prune first: with one graph output left, an Identity copying another output away is removable
     model = prune_to_output(model, output)
     model = remove_identities(model)
+    model = restore_softmax(model)
     model, output, stripped = strip_softmax(model, output)
     notes = []
     if stripped:
@@ -41,7 +45,7 @@ def canonize(model: onnx.ModelProto, output: str) -> Canonized:
                      "(the logits), not the probabilities")
         model = prune_to_output(model, output)
     model = fold_batchnorm(model)
-    model = fuse_bias(model, _ranks(model))
+    model = fold_linear_affine(model, _ranks(model))
     return Canonized(model, output, notes, stripped)
 
 

@@ -10,12 +10,13 @@ def remove_identities(model: onnx.ModelProto) -> onnx.ModelProto:
     model = copy_model(model)
     doomed = []
     outputs = graph_outputs(model)
+    read = {t for n in model.graph.node for t in n.input}
     for node in list(model.graph.node):
         if node.op_type not in ("Identity", "Dropout") or node.domain not in ("", "ai.onnx"):
             continue
         src, dst = node.input[0], node.output[0]
-        if len(node.output) > 1 and node.output[1]:
-            continue  # a Dropout whose mask is used is not a pass-through here
+        if len(node.output) > 1 and node.output[1] and (node.output[1] in read or node.output[1] in outputs):
+            continue  # a Dropout whose mask is used is not a pass-through here (an unused one is)
         if dst in outputs and (src in outputs or src in {i.name for i in model.graph.input}):
             continue  # keep input->output and output->output copies: both names must survive
         if dst in outputs:

@@ -30,9 +30,11 @@ def attr(node: onnx.NodeProto, name: str, default=None):
 
 def unsupported(node: onnx.NodeProto, why: str) -> UnsupportedOp:
     return UnsupportedOp(
-        f"node {node.name!r} (op type {node.op_type!r}): {why}. Give it a rule by node name, e.g. "
-        f"composite overrides name_map={{{node.name!r}: onnx_lrp.rules.Pass()}}, if its relevance should "
-        "pass through unchanged, or re-export the model without it")
+        f"node {node.name!r} (op type {node.op_type!r}): {why}. To proceed, name a rule for it: "
+        f"onnx_lrp.Explainer(model, name_map={{{node.name!r}: onnx_lrp.rules.Pass()}}) passes its relevance "
+        f"through unchanged (rules.Uniform() splits it equally over several inputs; type_map="
+        f"{{{node.op_type!r}: ...}} covers every {node.op_type} node), or re-export the model without it "
+        "(`onnx-lrp inspect MODEL` lists every node that needs one)")
 
 
 class Handler:

@@ -53,3 +53,4 @@ def _load_families() -> None:
         return
     _loaded = True
     from . import activation, elementwise, linear, normalization, pool, shape  # noqa: F401
+    from . import gather, gating, layernorm, resize  # noqa: F401

@@ -1,0 +1,180 @@
+"""Fold ``Mul``/``Div`` by a per-output-channel constant (and ``Sub`` of one) into the linear op
+before it: a BatchNormalization that an exporter wrote out as ``Mul(scale)`` then ``Add(shift)``.
+
+``Conv → Mul(s) → Add(t)`` becomes one Conv with weight ``s·W`` and bias ``s·b + t`` (the
+``Add`` through :func:`fuse_bias`), as :func:`fold_batchnorm` does for the BatchNormalization
+op and Zennit's ``MergeBatchNorm`` for the module. :func:`fold_linear_affine` alternates the two
+passes until nothing changes, so any chain of constant scales and shifts after a Conv, Gemm or
+2-D MatMul ends up in its weight and bias.
+"""
+from __future__ import annotations
+
+import numpy as np
+import onnx
+
+from ._edit import (attr, consumers, copy_model, drop_unused_initializers, get_const, graph_outputs,
+                    producers, set_initializer, unique_name)
+from .fuse_bias import fuse_bias
+
+_LINEAR = ("Conv", "ConvTranspose", "Gemm", "MatMul")
+
+
+def fold_linear_affine(model: onnx.ModelProto, ranks: dict[str, int] | None = None) -> onnx.ModelProto:
+    """Scale folding and bias fusion, repeated until the graph stops shrinking."""
+    while True:
+        before = len(model.graph.node)
+        model = fuse_bias(fold_scale(model), ranks)
+        if len(model.graph.node) == before:
+            return model
+
+
+def fold_scale(model: onnx.ModelProto) -> onnx.ModelProto:
+    model = copy_model(model)
+    i = 0
+    while i < len(model.graph.node):
+        node = model.graph.node[i]
+        if node.op_type in ("Mul", "Div", "Sub") and _fold(model, node):
+            del model.graph.node[i]
+        else:
+            i += 1
+    drop_unused_initializers(model)
+    return model
+
+
+def _fold(model, node) -> bool:
+    found = _linear_operand(model, node)
+    if found is None:
+        return False
+    linear, const = found
+    channels = _out_channels(model, linear)
+    per_channel = _per_channel(model, linear, const, channels)
+    if per_channel is None:
+        return False
+    weight = get_const(model, linear.input[1]).astype(np.float64)
+    if linear.op_type == "Gemm":
+        weight = weight * attr(linear, "alpha", 1.0)
+    usable, bias = _bias(model, linear, channels)
+    if not usable:
+        return False
+    if node.op_type == "Sub":
+        if linear.op_type == "MatMul":
+            return False  # no bias input to take the shift; fuse_bias handles Add only
+        _set(model, linear, weight, bias - per_channel)
+    else:
+        scale = per_channel if node.op_type == "Mul" else 1.0 / per_channel
+        if not np.all(np.isfinite(scale)):
+            return False
+        _set(model, linear, _scale_weight(linear, weight, scale), None if bias is None else bias * scale)
+    _take_output(model, linear, node)
+    return True
+
+
+def _linear_operand(model, node):
+    """(linear producer, constant operand) when ``node`` is ``linear(x) ∘ const`` (for Div and Sub
+    only with the linear op first)."""
+    made_by, used_by, outputs = producers(model), consumers(model), graph_outputs(model)
+    for idx in ((0,) if node.op_type in ("Div", "Sub") else (0, 1)):
+        linear = made_by.get(node.input[idx])
+        const = get_const(model, node.input[1 - idx])
+        if linear is None or const is None or linear.op_type not in _LINEAR:
+            continue
+        if len(used_by.get(linear.output[0], [])) != 1 or linear.output[0] in outputs:
+            continue
+        if get_const(model, linear.input[1]) is None:
+            continue
+        if len(linear.input) > 2 and linear.input[2] and get_const(model, linear.input[2]) is None:
+            continue
+        if linear.op_type == "MatMul" and get_const(model, linear.input[1]).ndim != 2:
+            continue
+        if linear.op_type == "Gemm" and attr(linear, "transA", 0):
+            continue
+        return linear, const
+    return None
+
+
+def _out_channels(model, linear) -> int:
+    w = get_const(model, linear.input[1])
+    if linear.op_type == "Conv":
+        return w.shape[0]
+    if linear.op_type == "ConvTranspose":
+        return w.shape[1] * attr(linear, "group", 1)
+    if linear.op_type == "Gemm":
+        return w.shape[0] if attr(linear, "transB", 0) else w.shape[1]
+    return w.shape[1]
+
+
+def _per_channel(model, linear, const, channels) -> np.ndarray | None:
+    """The constant as one value per output channel, or None when it varies along other axes.
+
+    Conv/ConvTranspose outputs have channels on axis 1 (constant shaped (C,1,...) or
+    (1,C,1,...)); Gemm/MatMul on the last axis (shape (C,) or (1,...,C))."""
+    const = np.asarray(const, np.float64)
+    if const.size == 1:
+        return np.full(channels, float(const.reshape(-1)[0]))
+    if linear.op_type in ("Conv", "ConvTranspose"):
+        rank = get_const(model, linear.input[1]).ndim
+        if const.ndim > rank or const.ndim < 2:
+            return None  # a 1-D constant broadcasts along the last spatial axis, not the channels
+        shape = (1,) * (rank - const.ndim) + const.shape
+        if shape[1] != channels or any(d != 1 for i, d in enumerate(shape) if i != 1):
+            return None
+    elif const.shape[-1] != channels or any(d != 1 for d in const.shape[:-1]):
+        return None
+    return const.reshape(-1)
+
+
+def _bias(model, linear, channels) -> tuple[bool, np.ndarray | None]:
+    """(usable, bias per channel); a MatMul has none, a per-sample Gemm C is not usable."""
+    if linear.op_type == "MatMul":
+        return True, None
+    if len(linear.input) < 3 or not linear.input[2]:
+        return True, np.zeros(channels)
+    b = get_const(model, linear.input[2]).astype(np.float64)
+    if linear.op_type == "Gemm":
+        b = b * attr(linear, "beta", 1.0)
+    if b.size not in (1, channels) or (b.ndim == 2 and b.shape[0] != 1):
+        return False, None
+    return True, np.broadcast_to(b.reshape(-1), (channels,)).copy()
+
+
+def _scale_weight(linear, weight, scale):
+    if linear.op_type == "Conv":
+        return weight * scale.reshape((-1,) + (1,) * (weight.ndim - 1))
+    if linear.op_type == "ConvTranspose":
+        group = attr(linear, "group", 1)
+        c_in, per_group = weight.shape[0], weight.shape[1]
+        w = weight.reshape((group, c_in // group, per_group) + weight.shape[2:])
+        s = scale.reshape((group, 1, per_group) + (1,) * (weight.ndim - 2))
+        return (w * s).reshape(weight.shape)
+    if linear.op_type == "Gemm" and attr(linear, "transB", 0):
+        return weight * scale[:, None]
+    return weight * scale[None, :]
+
+
+def _set(model, linear, weight, bias) -> None:
+    """New weight (and bias); a Gemm's alpha and beta are folded into them."""
+    if linear.op_type == "Gemm":
+        for a in list(linear.attribute):
+            if a.name in ("alpha", "beta"):
+                linear.attribute.remove(a)
+    w_name = unique_name(model, linear.input[1] + "_scaled")
+    set_initializer(model, w_name, weight.astype(np.float32))
+    linear.input[1] = w_name
+    if bias is None:
+        return
+    b_name = unique_name(model, linear.input[1] + "_bias")
+    set_initializer(model, b_name, bias.astype(np.float32))
+    if len(linear.input) > 2:
+        linear.input[2] = b_name
+    else:
+        linear.input.append(b_name)
+
+
+def _take_output(model, linear, node) -> None:
+    """The linear op writes the folded node's output, so downstream names are unchanged."""
+    old = linear.output[0]
+    linear.output[0] = node.output[0]
+    for other in model.graph.node:
+        for i, t in enumerate(other.input):
+            if t == old:
+                other.input[i] = node.output[0]
