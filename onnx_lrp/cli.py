@@ -31,6 +31,7 @@ PROG = "onnx-lrp"
 SUBCOMMANDS = {
     "explain": "onnx_lrp.commands.explain",
     "evaluate": "onnx_lrp.evaluate",
+    "inspect": "onnx_lrp.commands.inspect",
 }
 DEFAULT_COMMAND = "explain"
 

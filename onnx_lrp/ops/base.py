@@ -29,12 +29,14 @@ def attr(node: onnx.NodeProto, name: str, default=None):
 
 
 def unsupported(node: onnx.NodeProto, why: str) -> UnsupportedOp:
-    return UnsupportedOp(
+    error = UnsupportedOp(
         f"node {node.name!r} (op type {node.op_type!r}): {why}. To proceed, name a rule for it: "
         f"onnx_lrp.Explainer(model, name_map={{{node.name!r}: onnx_lrp.rules.Pass()}}) passes its relevance "
         f"through unchanged (rules.Uniform() splits it equally over several inputs; type_map="
         f"{{{node.op_type!r}: ...}} covers every {node.op_type} node), or re-export the model without it "
         "(`onnx-lrp inspect MODEL` lists every node that needs one)")
+    error.reason = why  # the short form, for listings
+    return error
 
 
 class Handler:
