@@ -316,7 +316,8 @@ def export(model, x, path, exporter):
                               dynamic_axes={"input": {0: "N"}, "logits": {0: "N"}}, **kwargs)
         else:
             batch = torch.export.Dim("N", min=1, max=1024)
-            program = torch.onnx.export(model, (x,), dynamo=True, opset_version=18,
+            example = x if len(x) > 1 else torch.cat([x, x])  # a batch of 1 would be specialised to 1
+            program = torch.onnx.export(model, (example,), dynamo=True, opset_version=18,
                                         dynamic_shapes=({0: batch},), verbose=False, **kwargs)
             program.save(str(path))
 

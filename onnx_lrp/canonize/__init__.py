@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 import onnx
 
 from .constants import fold_constants
+from .dense_bias import fuse_dense_bias
 from .fold_batchnorm import fold_batchnorm
 from .fold_scale import fold_linear_affine, fold_scale
 from .fuse_bias import fuse_bias
@@ -20,7 +21,7 @@ from .strip_softmax import strip_softmax
 
 __all__ = ["canonize", "Canonized", "fold_constants", "fold_batchnorm", "fuse_bias",
            "remove_identities", "prune_to_output", "strip_softmax", "fold_scale", "fold_linear_affine",
-           "restore_softmax"]
+           "restore_softmax", "fuse_dense_bias"]
 
 
 @dataclass
@@ -46,6 +47,7 @@ def canonize(model: onnx.ModelProto, output: str) -> Canonized:
         model = prune_to_output(model, output)
     model = fold_batchnorm(model)
     model = fold_linear_affine(model, _ranks(model))
+    model = fuse_dense_bias(model, _ranks(model))
     return Canonized(model, output, notes, stripped)
 
 
