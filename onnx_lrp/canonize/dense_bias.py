@@ -14,8 +14,8 @@ import numpy as np
 import onnx
 from onnx import helper
 
-from ._edit import (consumers, copy_model, get_const, graph_outputs, node_key, producers, set_initializer,
-                    unique_name)
+from ._edit import (consumers, copy_model, drop_unused_initializers, get_const, graph_outputs, node_key, producers,
+                    set_initializer, unique_name)
 
 
 def fuse_dense_bias(model: onnx.ModelProto, ranks: dict[str, int]) -> onnx.ModelProto:
@@ -38,6 +38,7 @@ def fuse_dense_bias(model: onnx.ModelProto, ranks: dict[str, int]) -> onnx.Model
             nodes.append(node)
     del model.graph.node[:]
     model.graph.node.extend(nodes)
+    drop_unused_initializers(model)  # the replaced biases
     return model
 
 
