@@ -159,7 +159,8 @@ def _assemble(g: ModelGraph, b: GraphBuilder, layers: dict[str, str]) -> tuple[o
     for tensor, name in layers.items():
         out_name = layer_outputs[tensor] = f"relevance:{tensor}"
         layer_nodes.append(helper.make_node("Identity", [name], [out_name], name=f"keep:{tensor}"))
-        outputs.append(helper.make_tensor_value_info(out_name, TensorProto.FLOAT, _dims(g, tensor)))
+        # rank only: an inner tensor's axis 0 need not be the batch (e.g. after a Transpose)
+        outputs.append(helper.make_tensor_value_info(out_name, TensorProto.FLOAT, [None] * len(g.shape(tensor))))
     graph = helper.make_graph(forward_nodes(g, b) + b.nodes + layer_nodes, "lrp_explainer", inputs, outputs,
                               initializer=list(src.initializer) + b.initializers)
     model = helper.make_model(graph, opset_imports=list(g.model.opset_import),

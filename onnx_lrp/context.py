@@ -14,7 +14,8 @@ _NONNEG_OPS = {"Relu", "Sigmoid", "Softplus", "HardSigmoid", "Abs", "Exp", "Sqrt
 #: Ops whose output is non-negative when their (first) input is.
 _KEEPS_SIGN = {"MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool", "Flatten", "Reshape",
                "Transpose", "Squeeze", "Unsqueeze", "Slice", "Gather", "Split", "Pad", "Expand", "Tile",
-               "Resize", "Upsample", "ReduceMean", "ReduceSum", "ReduceMax", "Identity", "Dropout"}
+               "ReduceMean", "ReduceSum", "ReduceMax", "Identity", "Dropout"}
+# (not Resize/Upsample: cubic interpolation of non-negative values can undershoot below zero)
 
 
 class NodeContext:

@@ -131,7 +131,9 @@ class Explainer:
             x = np.concatenate([x, np.repeat(x[-1:], fixed_batch - n, axis=0)])
             targets = np.concatenate([targets, np.full(fixed_batch - n, -1, np.int64)])
         try:
-            values = [v[:n] for v in session.run(names, {compiled.input_name: x, TARGET: targets})]
+            values = session.run(names, {compiled.input_name: x, TARGET: targets})
+            if len(x) > n:  # drop the padding samples (layer tensors are batch-first here too)
+                values = [v[:n] for v in values]
         except Exception as exc:
             raise OnnxLrpError(f"onnxruntime failed running the explainer of {self.label!r} on input shape "
                                f"{x.shape} ({type(exc).__name__}: {exc})") from exc

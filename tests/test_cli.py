@@ -175,8 +175,6 @@ def text_run(tmp_path_factory):
     return run_cli(TEXT, src, "--out", tmp_path_factory.mktemp("text_out"), "--json")
 
 
-@pytest.mark.xfail(strict=False, reason="text_direction.onnx's hard-swish (Mul(x, Clip(x+3)/6)) and squeeze-"
-                   "excitation gates raise UnsupportedOp until the library's gating patterns land")
 @pytest.mark.parametrize("name,check,image", [
     ("textline", "textline", True), ("textline_text_direction", "textline", False),
     ("textline_rotated", "textline_rotated", True), ("textline_rotated_text_direction", "textline_rotated", False),

@@ -134,8 +134,17 @@ WORKERS = {"forward": worker_forward, "onnx_lrp": worker_onnx_lrp, "zennit": wor
 def run_worker(args) -> None:
     spec = json.loads(args.worker)
     result = WORKERS[spec.pop("side")](**spec)
-    result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    result["peak_rss_mb"] = peak_rss_mb()
     print(json.dumps(result))
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident memory (VmHWM). ru_maxrss is not used: Linux carries it over
+    from the forking parent across exec, so every worker would report the parent's peak."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def spawn(**spec) -> dict:
