@@ -1,0 +1,15 @@
+"""Evaluate explanations: methods × metrics over a dataset, a :class:`Report` and gates on it.
+
+``settings`` (what is measured, method specs, gates), ``inputs`` (samples and masks),
+``accumulate`` (running means), ``run`` (the loop: :func:`evaluate`), ``report`` (table, JSON,
+JUnit XML, PNG curves). The command line is :mod:`onnx_lrp.evaluate`.
+"""
+from .inputs import MASK_SUFFIXES, Item, MaskFinder, iter_items, load_mask
+from .report import GateResult, Report
+from .run import evaluate
+from .settings import (DEFAULT_METHODS, DEFAULT_METRICS, LOCALISATION, LOWER_IS_BETTER, METRIC_GROUPS, Gate,
+                       MethodSpec, Settings)
+
+__all__ = ["DEFAULT_METHODS", "DEFAULT_METRICS", "LOCALISATION", "LOWER_IS_BETTER", "MASK_SUFFIXES", "METRIC_GROUPS",
+           "Gate", "GateResult", "Item", "MaskFinder", "MethodSpec", "Report", "Settings", "evaluate", "iter_items",
+           "load_mask"]

@@ -1,0 +1,191 @@
+"""The :class:`Report` of an evaluation and its renderings: table, JSON, JUnit XML, PNG curves."""
+from __future__ import annotations
+
+import json
+import math
+import xml.etree.ElementTree as ET
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Iterable
+
+import numpy as np
+
+from ..errors import InvalidInput, OutputError
+from .settings import METRIC_GROUPS, Gate
+
+@dataclass
+class GateResult:
+    gate: str
+    method: str
+    metric: str
+    value: float | None
+    passed: bool
+
+
+@dataclass
+class Report:
+    """What :func:`evaluate` measured: per method, the mean of each metric over the samples.
+
+    Attributes
+    ----------
+    values : method -> metric -> {"mean", "std", "n"}
+    curves : method -> {"fraction", "morf", "lerf"} mean perturbation curves
+    randomisation : method -> {"layers", "spearman"} per cascade step
+    gates : results of :meth:`check`
+    """
+
+    model: str
+    samples: int = 0
+    samples_with_mask: int = 0
+    methods: dict = field(default_factory=dict)
+    metrics: list = field(default_factory=list)
+    values: dict = field(default_factory=dict)
+    curves: dict = field(default_factory=dict)
+    randomisation: dict = field(default_factory=dict)
+    settings: dict = field(default_factory=dict)
+    gates: list = field(default_factory=list)
+    notes: list = field(default_factory=list)
+    seconds: float = 0.0
+
+    def value(self, method: str, metric: str) -> float:
+        entry = self.values.get(method, {}).get(metric)
+        return float("nan") if entry is None else entry["mean"]
+
+    @property
+    def columns(self) -> list[str]:
+        return [c for g in self.metrics for c in METRIC_GROUPS[g]]
+
+    @property
+    def passed(self) -> bool:
+        return all(g.passed for g in self.gates)
+
+    def check(self, gates: Iterable[Gate]) -> list[GateResult]:
+        """Evaluate ``gates``; results are kept in :attr:`gates` and returned."""
+        results = []
+        for gate in gates:
+            if gate.method is not None and gate.method not in self.methods:
+                raise InvalidInput(f"{gate}: method {gate.method!r} was not evaluated; methods: "
+                                   f"{list(self.methods)!r}")
+            if gate.metric not in self.columns:
+                raise InvalidInput(f"{gate}: metric {gate.metric!r} was not computed; add its group to --metrics "
+                                   f"(computed: {self.columns!r})")
+            for method in [gate.method] if gate.method else list(self.methods):
+                value = self.value(method, gate.metric)
+                ok = math.isfinite(value) and (value >= gate.threshold if gate.kind == "under"
+                                               else value <= gate.threshold)
+                results.append(GateResult(str(gate), method, gate.metric, value if math.isfinite(value) else None,
+                                          ok))
+        self.gates.extend(results)
+        return results
+
+    # --- renderings -------------------------------------------------------------------------
+    def table(self) -> str:
+        cols = self.columns
+        width = max([len("method")] + [len(m) for m in self.methods]) + 2
+        head = "method".ljust(width) + "".join(c.rjust(max(len(c), 9) + 2) for c in cols)
+        lines = [head, "-" * len(head)]
+        for method in self.methods:
+            row = method.ljust(width)
+            for c in cols:
+                v = self.value(method, c)
+                row += (f"{v:.4f}" if math.isfinite(v) else "-").rjust(max(len(c), 9) + 2)
+            lines.append(row)
+        lines.append(f"{self.samples} samples ({self.samples_with_mask} with a mask); {self.model}; "
+                     f"{self.seconds:.1f} s")
+        for g in self.gates:
+            value = "missing" if g.value is None else f"{g.value:.4f}"
+            lines.append(f"{'PASS' if g.passed else 'FAIL'} {g.gate} [{g.method}]: {value}")
+        return "\n".join(lines)
+
+    def to_dict(self) -> dict:
+        doc = {k: v for k, v in asdict(self).items() if k != "gates"}
+        doc["gates"] = [asdict(g) for g in self.gates]
+        doc["passed"] = self.passed
+        doc["summary"] = {m: {c: _finite(self.value(m, c)) for c in self.columns} for m in self.methods}
+        return _jsonable(doc)
+
+    def write_json(self, path) -> Path:
+        return _write_text(path, json.dumps(self.to_dict(), indent=2, allow_nan=False) + "\n")
+
+    def junit(self) -> str:
+        """JUnit XML: one test suite per method, one test case per metric; a case fails when a
+        gate on it failed. Values are in each case's ``system-out`` and the suite's properties."""
+        suites = ET.Element("testsuites", name="onnx-lrp evaluate", time=f"{self.seconds:.3f}")
+        for method in self.methods:
+            gates = [g for g in self.gates if g.method == method]
+            suite = ET.SubElement(suites, "testsuite", name=f"evaluate.{method}", tests=str(len(self.columns)),
+                                  failures=str(sum(not g.passed for g in gates)), errors="0", skipped="0")
+            props = ET.SubElement(suite, "properties")
+            ET.SubElement(props, "property", name="model", value=self.model)
+            ET.SubElement(props, "property", name="samples", value=str(self.samples))
+            for column in self.columns:
+                value = self.value(method, column)
+                ET.SubElement(props, "property", name=column, value=_fmt(value))
+                case = ET.SubElement(suite, "testcase", classname=f"onnx_lrp.evaluate.{method}", name=column)
+                for g in gates:
+                    if g.metric == column and not g.passed:
+                        ET.SubElement(case, "failure", message=f"{g.gate}: {method} {column} = {_fmt(value)}",
+                                      type="GateFailed").text = (f"{method} {column} = {_fmt(value)} does not pass "
+                                                                 f"{g.gate}")
+                ET.SubElement(case, "system-out").text = f"{column} = {_fmt(value)}"
+        ET.indent(suites)
+        return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(suites, encoding="unicode") + "\n"
+
+    def write_junit(self, path) -> Path:
+        return _write_text(path, self.junit())
+
+    def write_plots(self, directory) -> list[Path]:
+        """``region_perturbation.png``: every method's mean MoRF and LeRF curves."""
+        from ..plotting import plot_perturbation_curves
+
+        directory = Path(directory)
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise OutputError(f"cannot create the plot directory {str(directory)!r}: {exc}") from exc
+        if not self.curves:
+            return []
+        curves = {m: (np.asarray(c["fraction"]), np.asarray(c["morf"]), np.asarray(c["lerf"]))
+                  for m, c in self.curves.items()}
+        title = f"region perturbation: {Path(self.model).name}, {self.samples} samples"
+        return [plot_perturbation_curves(curves, directory / "region_perturbation.png", title)]
+
+
+def _fmt(value: float) -> str:
+    return f"{value:.6g}" if math.isfinite(value) else "nan"
+
+
+def _finite(value):
+    return value if value is not None and math.isfinite(value) else None
+
+
+def _jsonable(obj):
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return _jsonable(obj.tolist())
+    if isinstance(obj, (np.floating, float)):
+        return float(obj) if math.isfinite(obj) else None
+    if isinstance(obj, np.integer):
+        return int(obj)
+    return obj
+
+
+def _write_text(path, text: str) -> Path:
+    import os
+    import tempfile
+
+    path = Path(path)
+    if not path.parent.is_dir():
+        raise OutputError(f"cannot write {str(path)!r}: directory {str(path.parent)!r} does not exist")
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    except OSError as exc:
+        Path(tmp).unlink(missing_ok=True)
+        raise OutputError(f"cannot write {str(path)!r}: {exc}") from exc
+    return path
