@@ -110,6 +110,45 @@ def set_attr(node: onnx.NodeProto, name: str, value) -> None:
     node.attribute.append(onnx.helper.make_attribute(name, value))
 
 
+def out_channels(model: onnx.ModelProto, linear: onnx.NodeProto) -> int | None:
+    """Output channels of a Conv/ConvTranspose/Gemm/MatMul with a constant weight; None for a
+    MatMul whose weight is not a matrix (it has no single channel axis)."""
+    w = get_const(model, linear.input[1])
+    if linear.op_type == "Conv":
+        return w.shape[0]
+    if linear.op_type == "ConvTranspose":
+        return w.shape[1] * attr(linear, "group", 1)
+    if linear.op_type == "Gemm":
+        return w.shape[0] if attr(linear, "transB", 0) else w.shape[1]
+    return w.shape[1] if w.ndim == 2 else None
+
+
+def channel_bias(model: onnx.ModelProto, linear: onnx.NodeProto, channels: int) -> np.ndarray | None:
+    """The linear op's bias as one float64 value per output channel (zeros when it has none, a
+    Gemm's beta applied), or None when it cannot take a folded constant."""
+    if len(linear.input) < 3 or not linear.input[2]:
+        return np.zeros(channels)
+    old = get_const(model, linear.input[2])
+    if old is None:
+        return None  # a bias computed at run time cannot absorb a constant
+    old = old.astype(np.float64)
+    if linear.op_type == "Gemm":
+        old = old * attr(linear, "beta", 1.0)
+    if old.size not in (1, channels) or (old.ndim == 2 and old.shape[0] != 1):
+        return None  # a per-sample Gemm C cannot be a bias
+    return np.broadcast_to(old.reshape(-1), (channels,))
+
+
+def set_bias(model: onnx.ModelProto, linear: onnx.NodeProto, bias: np.ndarray, base: str) -> None:
+    """Store ``bias`` (float32) under a fresh name from ``base`` as the linear op's third input."""
+    name = unique_name(model, base)
+    set_initializer(model, name, bias.astype(np.float32))
+    if len(linear.input) > 2:
+        linear.input[2] = name
+    else:
+        linear.input.append(name)
+
+
 def reads(node: onnx.NodeProto) -> set[str]:
     """Tensors ``node`` reads, including those its subgraphs (If/Loop/Scan bodies) read from the
     enclosing scope; a name a subgraph defines itself is over-approximated as read, which only

@@ -12,8 +12,8 @@ from __future__ import annotations
 import numpy as np
 import onnx
 
-from ._edit import (attr, consumers, copy_model, drop_unused_initializers, get_const, graph_outputs,
-                    producers, set_initializer, unique_name)
+from ._edit import (attr, channel_bias, consumers, copy_model, drop_unused_initializers, get_const,
+                    graph_outputs, out_channels, producers, set_bias, set_initializer, unique_name)
 from .fuse_bias import fuse_bias
 
 _LINEAR = ("Conv", "ConvTranspose", "Gemm", "MatMul")
@@ -46,7 +46,7 @@ def _fold(model, node) -> bool:
     if found is None:
         return False
     linear, const = found
-    channels = _out_channels(model, linear)
+    channels = out_channels(model, linear)
     per_channel = _per_channel(model, linear, const, channels)
     if per_channel is None:
         return False
@@ -92,17 +92,6 @@ def _linear_operand(model, node):
     return None
 
 
-def _out_channels(model, linear) -> int:
-    w = get_const(model, linear.input[1])
-    if linear.op_type == "Conv":
-        return w.shape[0]
-    if linear.op_type == "ConvTranspose":
-        return w.shape[1] * attr(linear, "group", 1)
-    if linear.op_type == "Gemm":
-        return w.shape[0] if attr(linear, "transB", 0) else w.shape[1]
-    return w.shape[1]
-
-
 def _per_channel(model, linear, const, channels) -> np.ndarray | None:
     """The constant as one value per output channel, or None when it varies along other axes.
 
@@ -127,14 +116,8 @@ def _bias(model, linear, channels) -> tuple[bool, np.ndarray | None]:
     """(usable, bias per channel); a MatMul has none, a per-sample Gemm C is not usable."""
     if linear.op_type == "MatMul":
         return True, None
-    if len(linear.input) < 3 or not linear.input[2]:
-        return True, np.zeros(channels)
-    b = get_const(model, linear.input[2]).astype(np.float64)
-    if linear.op_type == "Gemm":
-        b = b * attr(linear, "beta", 1.0)
-    if b.size not in (1, channels) or (b.ndim == 2 and b.shape[0] != 1):
-        return False, None
-    return True, np.broadcast_to(b.reshape(-1), (channels,)).copy()
+    bias = channel_bias(model, linear, channels)
+    return (False, None) if bias is None else (True, bias.copy())
 
 
 def _scale_weight(linear, weight, scale):
@@ -162,12 +145,7 @@ def _set(model, linear, weight, bias) -> None:
     linear.input[1] = w_name
     if bias is None:
         return
-    b_name = unique_name(model, linear.input[1] + "_bias")
-    set_initializer(model, b_name, bias.astype(np.float32))
-    if len(linear.input) > 2:
-        linear.input[2] = b_name
-    else:
-        linear.input.append(b_name)
+    set_bias(model, linear, bias, linear.input[1] + "_bias")
 
 
 def _take_output(model, linear, node) -> None:

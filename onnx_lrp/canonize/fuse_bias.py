@@ -9,8 +9,8 @@ from __future__ import annotations
 import numpy as np
 import onnx
 
-from ._edit import (attr, consumers, copy_model, drop_unused_initializers, get_const, graph_outputs,
-                    producers, set_attr, set_initializer, unique_name)
+from ._edit import (channel_bias, consumers, copy_model, drop_unused_initializers, get_const, graph_outputs,
+                    out_channels, producers, set_attr, set_bias)
 
 
 def fuse_bias(model: onnx.ModelProto, ranks: dict[str, int] | None = None) -> onnx.ModelProto:
@@ -34,11 +34,11 @@ def _fuse(model, add, ranks) -> bool:
     if found is None:
         return False
     linear, const = found
-    channels = _out_channels(model, linear, ranks)
+    channels = out_channels(model, linear)
     bias = _as_channel_bias(model, const, channels, linear, ranks)
     if bias is None:
         return False
-    existing = _existing_bias(model, linear, channels)
+    existing = channel_bias(model, linear, channels)
     if existing is None:
         return False
     if linear.op_type == "MatMul":
@@ -64,17 +64,6 @@ def _linear_and_const(model, add):
     return None
 
 
-def _out_channels(model, linear, ranks):
-    w = get_const(model, linear.input[1])
-    if linear.op_type == "Conv":
-        return w.shape[0]
-    if linear.op_type == "ConvTranspose":
-        return w.shape[1] * attr(linear, "group", 1)
-    if linear.op_type == "Gemm":
-        return w.shape[0] if attr(linear, "transB", 0) else w.shape[1]
-    return w.shape[1] if w.ndim == 2 else None
-
-
 def _as_channel_bias(model, const, channels, linear, ranks):
     """The constant as a per-output-channel vector, or None when it is not one."""
     if channels is None:
@@ -96,27 +85,8 @@ def _as_channel_bias(model, const, channels, linear, ranks):
     return np.broadcast_to(const.reshape(-1), (channels,)).astype(np.float64)
 
 
-def _existing_bias(model, linear, channels) -> np.ndarray:
-    if len(linear.input) < 3 or not linear.input[2]:
-        return np.zeros(channels)
-    old = get_const(model, linear.input[2])
-    if old is None:
-        return None  # a bias computed at run time cannot absorb a constant
-    old = old.astype(np.float64)
-    if linear.op_type == "Gemm":
-        old = old * attr(linear, "beta", 1.0)
-    if old.size not in (1, channels) or (old.ndim == 2 and old.shape[0] != 1):
-        return None  # a per-sample Gemm C cannot be a bias
-    return np.broadcast_to(old.reshape(-1), (channels,))
-
-
 def _set_bias(model, linear, bias) -> None:
     if linear.op_type == "Gemm":
         set_attr(linear, "beta", 1.0)
-    name = unique_name(model, linear.name + "_bias")
-    set_initializer(model, name, bias.astype(np.float32))
-    if len(linear.input) > 2:
-        linear.input[2] = name
-    else:
-        linear.input.append(name)
+    set_bias(model, linear, bias, linear.name + "_bias")
 
