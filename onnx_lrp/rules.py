@@ -45,8 +45,6 @@ _negative.key = "negative"
 class Rule:
     """Base class. ``__call__(ctx)`` returns the relevance at each relevant input of the node."""
 
-    needs_params = False
-
     def __call__(self, ctx) -> list[str]:
         raise NotImplementedError
 
@@ -64,7 +62,7 @@ class Rule:
 class Epsilon(Rule):
     """LRP-ε (Bach et al. 2015, "On pixel-wise explanations..."): ``x ⊙ VJP_W(R / stab(z))``.
 
-    ``epsilon=0`` is LRP-0 (then only zero denominators are shifted, by 0: avoid it on dead units).
+    ``epsilon=0`` is LRP-0; outputs with z = 0 then pass no relevance (instead of NaN).
     """
 
     def __init__(self, epsilon: float = 1e-6):
@@ -91,8 +89,6 @@ class ZPlus(Rule):
     """LRP-z⁺ (Montavon et al. 2017, "Explaining nonlinear classification decisions with deep
     Taylor decomposition"), Zennit's form: positive weights for x⁺, negative weights for x⁻."""
 
-    needs_params = True
-
     def __init__(self, stabilizer: float = 1e-6):
         self.stabilizer = stabilizer
 
@@ -107,8 +103,6 @@ class ZPlus(Rule):
 class AlphaBeta(Rule):
     """LRP-αβ (Bach et al. 2015): ``α·R⁺ − β·R⁻`` with α − β = 1 (default α=2, β=1)."""
 
-    needs_params = True
-
     def __init__(self, alpha: float = 2.0, beta: float = 1.0, stabilizer: float = 1e-6):
         if not np.isclose(alpha - beta, 1.0):
             raise CompositeError(f"AlphaBeta needs alpha - beta = 1 to conserve relevance; got alpha={alpha!r}, "
@@ -120,8 +114,6 @@ class AlphaBeta(Rule):
         pos = _signed_part(ctx, _sign_pairs(ctx, x, _positive, _no_bias(_negative)), self.stabilizer, +1)
         neg = _signed_part(ctx, _sign_pairs(ctx, x, _negative, _no_bias(_positive)), self.stabilizer, -1)
         b = ctx.b
-        if neg is None:
-            return [b.mul(pos, b.const(self.alpha))]
         return [b.sub(b.mul(pos, b.const(self.alpha)), b.mul(neg, b.const(self.beta)))]
 
 
@@ -129,8 +121,6 @@ class Gamma(Rule):
     """Generalised LRP-γ (Montavon et al. 2019, "Layer-wise relevance propagation: an overview";
     Zennit 0.5.1): where z > 0, contributions x⁺(W+γW⁺) and x⁻(W+γW⁻) share R; where z < 0,
     x⁺(W+γW⁻) and x⁻(W+γW⁺) do. Bias terms follow the weights of the x⁺ pass."""
-
-    needs_params = True
 
     def __init__(self, gamma: float = 0.25, stabilizer: float = 1e-6):
         self.gamma, self.stabilizer = gamma, stabilizer
@@ -173,8 +163,6 @@ class Flat(Rule):
     """LRP-flat (Lapuschkin et al. 2019, "Unmasking Clever Hans predictors"): inputs and weights set
     to one, bias zero; relevance is spread uniformly over each receptive field."""
 
-    needs_params = True
-
     def __init__(self, stabilizer: float = 1e-6):
         self.stabilizer = stabilizer
 
@@ -188,8 +176,6 @@ class Flat(Rule):
 
 class WSquare(Rule):
     """LRP-w² (Montavon et al. 2017): inputs set to one, weights and bias squared."""
-
-    needs_params = True
 
     def __init__(self, stabilizer: float = 1e-6):
         self.stabilizer = stabilizer
@@ -205,8 +191,6 @@ class WSquare(Rule):
 class ZBox(Rule):
     """LRP-z^B (Montavon et al. 2017) for inputs bounded by ``low`` and ``high`` (scalars or arrays
     broadcastable to one sample, e.g. per channel (1, C, 1, 1)). The bias cancels."""
-
-    needs_params = True
 
     def __init__(self, low, high, stabilizer: float = 1e-6):
         self.low, self.high, self.stabilizer = low, high, stabilizer
