@@ -37,18 +37,21 @@ class NodeContext:
                                  "carrying relevance; only the Gradient rule can route them")
         return self.R_all[0]
 
-    def params(self, modify=None) -> dict:
+    def params(self, modify=None) -> dict | None:
+        """The node's parameters, changed by ``modify(name, array)`` when given (once per modifier:
+        the forward pass and the VJP must share one copy of each modified weight). Unchanged
+        parameters are None for parameter-free ops."""
         if self._params is None:
             self._params = self.handler.params(self.node, self.g)
-            if self._params is None:
-                raise CompositeError(
-                    f"node {self.node.name!r} ({self.node.op_type}) has no weights, so rules that modify "
-                    "weights (ZPlus, AlphaBeta, Gamma, Flat, WSquare, ZBox) cannot apply; use Epsilon, "
-                    "Norm, Pass or Gradient for it")
         if modify is None:
             return self._params
+        if self._params is None:
+            raise CompositeError(
+                f"node {self.node.name!r} ({self.node.op_type}) has no weights, so rules that modify "
+                "weights (ZPlus, AlphaBeta, Gamma, Flat, WSquare, ZBox) cannot apply; use Epsilon, "
+                "Norm, Pass or Gradient for it")
         key = getattr(modify, "key", modify)
-        if key not in self._modified:  # forward and VJP must share one copy of each modified weight
+        if key not in self._modified:
             self._modified[key] = {k: np.asarray(modify(k, v.astype(np.float64))).astype(np.float32)
                                    for k, v in self._params.items()}
         return self._modified[key]
@@ -58,18 +61,11 @@ class NodeContext:
         the model's own output tensor when nothing is changed."""
         if inputs is None and modify is None:
             return self.node.output[0]
-        params = self.params(modify) if modify is not None else self._plain_params()
-        return self.handler.forward(self.b, self.node, self.g, inputs or self.inputs, params)
+        return self.handler.forward(self.b, self.node, self.g, inputs or self.inputs, self.params(modify))
 
     def vjp(self, grad, modify=None) -> list[str]:
         grads = list(grad) if isinstance(grad, (list, tuple)) else [grad]
-        params = self.params(modify) if modify is not None else self._plain_params()
-        return self.handler.vjp(self.b, self.node, self.g, grads, params)
-
-    def _plain_params(self):
-        if self._params is None:
-            self._params = self.handler.params(self.node, self.g)
-        return self._params
+        return self.handler.vjp(self.b, self.node, self.g, grads, self.params(modify))
 
     # --- input transforms, shared between nodes reading the same tensor -------------------
     def positive(self, x: str) -> str:
