@@ -46,7 +46,8 @@ class MaxPoolHandler(Handler):
             indices = b.forward_output(node, 1, "maxpool_idx")
         else:
             _, indices = b.op("MaxPool", [x], n_out=2, hint="maxpool_idx", **attrs)
-        if _disjoint_windows(attrs):  # each input wins at most once: MaxUnpool places, no sums
+        if _disjoint_windows(attrs) and _unpool_fits(node, g, attrs):
+            # each input wins at most once: MaxUnpool places, no sums needed
             unpool = {k: v for k, v in attrs.items() if k in ("kernel_shape", "strides", "pads")}
             return [b.op("MaxUnpool", [grads[0], indices, b.op("Shape", [x])], hint="maxpool_vjp", **unpool)]
         flat = b.ints([-1])
@@ -62,6 +63,18 @@ def _disjoint_windows(attrs: dict) -> bool:
     dilations = attrs.get("dilations", [1] * len(kernel))
     return attrs.get("auto_pad", "NOTSET") in ("NOTSET", b"NOTSET", "VALID", b"VALID") and all(
         d == 1 and k <= s for k, s, d in zip(kernel, strides, dilations))
+
+
+def _unpool_fits(node, g, attrs: dict) -> bool:
+    """MaxUnpool refuses an output smaller than the windows span, (O−1)·s + k − pads, which
+    happens when the input is smaller than one window (the pool then pads it implicitly)."""
+    in_spatial, out_spatial = g.shape(node.input[0])[2:], g.shape(node.output[0])[2:]
+    kernel = attrs.get("kernel_shape", [])
+    n = len(kernel)
+    strides = attrs.get("strides", [1] * n)
+    pads = attrs.get("pads", [0] * (2 * n))
+    return all(size >= (out - 1) * s + k - pads[i] - pads[n + i]
+               for i, (size, out, k, s) in enumerate(zip(in_spatial, out_spatial, kernel, strides)))
 
 
 class AveragePoolHandler(Handler):

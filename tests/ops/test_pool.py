@@ -209,3 +209,18 @@ def test_reduce_over_batch_is_unsupported(inputs, attrs):
     model = node_model("ReduceSum", (2, 3), inputs, **attrs)
     with pytest.raises(UnsupportedOp, match="batch"):
         Case(model, (2, 3))
+
+
+def test_maxpool_input_smaller_than_its_window_routes_relevance():
+    """onnxruntime pools a 1×1 map with a 2×2 window to 1×1; MaxUnpool would refuse that output
+    size, so the VJP must fall back to the scatter (found by tests/test_conservation.py)."""
+    import onnx_lrp
+    from onnx import TensorProto, helper
+    nodes = [helper.make_node("MaxPool", ["x"], ["p"], kernel_shape=[2, 2], strides=[2, 2], name="mp"),
+             helper.make_node("Flatten", ["p"], ["y"], name="flat")]
+    graph = helper.make_graph(nodes, "tiny", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 2, 1, 1])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 2])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    x = np.array([[[[0.5]], [[2.0]]]], np.float32)
+    res = onnx_lrp.Explainer(model, composite="epsilon").explain(x, target=1)
+    np.testing.assert_allclose(res.relevance.ravel(), [0.0, 2.0])
