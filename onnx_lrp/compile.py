@@ -89,7 +89,7 @@ def compile_explainer(g: ModelGraph, composite: Composite, keep_layers: bool = F
     """Build the explainer graph. The output relevance is one-hot(target) × output, or the bare
     one-hot with ``seed_times_output=False`` (what gradient-based attributions start from)."""
     plan = assign_rules(g, composite)
-    b = GraphBuilder(_all_names(g.model), store=store_of(g.model))
+    b = GraphBuilder(all_names(g.model), store=store_of(g.model))
     b.reuse(g.consts)
     relevance: dict[str, list[str]] = {g.output_name: [_seed(b, g, seed_times_output)]}
     shared, layers = SharedTensors(), {}
@@ -139,7 +139,8 @@ def _seed(b: GraphBuilder, g: ModelGraph, times_output: bool = True) -> str:
     return seed
 
 
-def _all_names(model: onnx.ModelProto) -> set[str]:
+def all_names(model: onnx.ModelProto) -> set[str]:
+    """Every tensor and node name in ``model``, so emitted names cannot collide with them."""
     names = {t.name for t in model.graph.initializer} | {i.name for i in model.graph.input}
     for node in model.graph.node:
         names.update(node.input)

@@ -8,7 +8,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from onnx_lrp import Explainer
 from onnx_lrp.builder import GraphBuilder
-from onnx_lrp.compile import forward_nodes, _all_names
+from onnx_lrp.compile import all_names, forward_nodes
 from onnx_lrp.context import NodeContext, SharedTensors
 from onnx_lrp.ops.registry import handler_for
 
@@ -28,7 +28,7 @@ def run_rule(model: onnx.ModelProto, rule, x: np.ndarray, R: np.ndarray, node_na
     explainer = Explainer(model)
     g = explainer.graph(x.shape[1:])
     node = g.nodes[node_name]
-    b = GraphBuilder(_all_names(g.model) | {"R"})
+    b = GraphBuilder(all_names(g.model) | {"R"})
     ctx = NodeContext(b, g, node, handler_for(node, g), ["R"], SharedTensors())
     outs = rule(ctx)
     names = [f"out{i}" for i in range(len(outs))]

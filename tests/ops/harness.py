@@ -39,7 +39,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from onnx_lrp import Explainer
 from onnx_lrp.builder import GraphBuilder
-from onnx_lrp.compile import forward_nodes
+from onnx_lrp.compile import all_names, forward_nodes
 from onnx_lrp.executor import CPU, make_session
 from onnx_lrp.ops.registry import handler_for
 
@@ -130,15 +130,6 @@ def session(model: onnx.ModelProto):
     return make_session(model, [CPU], optimize=True, threads=1)
 
 
-def _all_names(model: onnx.ModelProto) -> set[str]:
-    names = {t.name for t in model.graph.initializer} | {i.name for i in model.graph.input}
-    for node in model.graph.node:
-        names.update(node.input)
-        names.update(node.output)
-        names.add(node.name)
-    return names
-
-
 # --------------------------------------------------------------------------------------------
 # one node under test
 # --------------------------------------------------------------------------------------------
@@ -177,7 +168,7 @@ class Case:
         (outputs ``vjp<i>`` per relevant input) with ``params``; also outputs the node's relevant
         inputs ``in<i>`` (unique) and its exposed outputs ``out<k>``."""
         g, node = self.g, self.node
-        b = GraphBuilder(_all_names(g.model))
+        b = GraphBuilder(all_names(g.model))
         produced: dict[str, str] = {}
         if forward:
             produced["fwd"] = self.handler.forward(b, node, g, list(self.rel), params)
