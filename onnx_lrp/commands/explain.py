@@ -11,9 +11,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import composites, heatmap, inputs, metadata, report
+from .. import composites, heatmap, inputs, metadata, report, rule_spec
 from ..cli import UsageError
-from ..errors import InvalidInput, InvalidTarget, OutputError
+from ..errors import InvalidInput, InvalidTarget, OnnxLrpError, OutputError
 from ..explainer import Explainer
 from ..progress import Progress
 
@@ -58,6 +58,11 @@ def add_arguments(parser) -> None:
                           "(default: pixel 0 through the model's preprocessing)")
     lrp.add_argument("--high", type=float, nargs="+", metavar="V",
                      help="highest input value for epsilon_gamma_box (default: pixel 255 through the preprocessing)")
+    lrp.add_argument("--rule", action="append", metavar="NODE=RULE",
+                     help="give a node (by name) a rule, e.g. --rule 'Mul_3=Pass' or --rule 'conv1=Epsilon(0.25)'; "
+                          "repeatable; `onnx-lrp inspect MODEL` lists node names")
+    lrp.add_argument("--op-rule", action="append", metavar="OPTYPE=RULE",
+                     help="give every node of an op type a rule, e.g. --op-rule 'MaxPool=Norm'; repeatable")
     lrp.add_argument("--providers", metavar="LIST",
                      help="onnxruntime execution providers, comma-separated, e.g. cuda,cpu "
                           "(default: CUDA when available, then CPU)")
@@ -150,6 +155,7 @@ def _prepare(args, start: float) -> tuple[Run, list[Path]]:
     del proto
     target = resolve_target(args.target, labels, args.model)
     kwargs = box_bounds(args, pre) if args.composite == "epsilon_gamma_box" else {}
+    kwargs.update(_overrides(args))
     files, skipped = inputs.list_inputs(args.input)
     out = report.prepare_out_dir(args.out)
     if args.save_explainer:
@@ -391,6 +397,16 @@ def _per_channel(values, pre: metadata.Preprocess, flag: str):
         return np.tile(v, pre.size[0] * pre.size[1]).reshape(1, -1)
     raise UsageError(f"{flag} has {v.size} values (one per channel) but the input layout is unknown; pass one "
                      "value, or --layout (and --size for flat inputs)")
+
+
+def _overrides(args) -> dict:
+    """--rule / --op-rule as the composite's name_map / type_map (a bad rule is a usage error)."""
+    try:
+        name_map = rule_spec.parse_assignments(args.rule, "--rule")
+        type_map = rule_spec.parse_assignments(args.op_rule, "--op-rule")
+    except OnnxLrpError as exc:
+        raise UsageError(str(exc)) from None
+    return {k: v for k, v in (("name_map", name_map), ("type_map", type_map)) if v}
 
 
 def _providers(text: str | None):

@@ -33,7 +33,8 @@ def unsupported(node: onnx.NodeProto, why: str) -> UnsupportedOp:
         f"node {node.name!r} (op type {node.op_type!r}): {why}. To proceed, name a rule for it: "
         f"onnx_lrp.Explainer(model, name_map={{{node.name!r}: onnx_lrp.rules.Pass()}}) passes its relevance "
         f"through unchanged (rules.Uniform() splits it equally over several inputs; type_map="
-        f"{{{node.op_type!r}: ...}} covers every {node.op_type} node), or re-export the model without it "
+        f"{{{node.op_type!r}: ...}} covers every {node.op_type} node; on the command line: --rule "
+        f"'{node.name}=Pass'), or re-export the model without it "
         "(`onnx-lrp inspect MODEL` lists every node that needs one)")
     error.reason = why  # the short form, for listings
     return error
