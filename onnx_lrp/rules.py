@@ -159,33 +159,36 @@ class Gamma(Rule):
         return b.mul(x, b.add(plain, positive))
 
 
-class Flat(Rule):
+class _OnesInput(Rule):
+    """Rules that set the input to one and modify the weights: ``VJP_W'(R / stab(f(1; W')))``.
+    Both denominators are >= 0 by construction."""
+
+    def __init__(self, stabilizer: float = 1e-6):
+        self.stabilizer = stabilizer
+
+    def __call__(self, ctx):
+        x = self._single_input(ctx)
+        modify = self._weights()
+        z = ctx.forward([ctx.ones_like(x)], modify)
+        s = ctx.b.ratio(ctx.R, z, self.stabilizer, sign=+1)
+        return [ctx.vjp(s, modify)[0]]
+
+
+class Flat(_OnesInput):
     """LRP-flat (Lapuschkin et al. 2019, "Unmasking Clever Hans predictors"): inputs and weights set
     to one, bias zero; relevance is spread uniformly over each receptive field."""
 
-    def __init__(self, stabilizer: float = 1e-6):
-        self.stabilizer = stabilizer
-
-    def __call__(self, ctx):
-        x = self._single_input(ctx)
-        ones = _ones_mod()
-        z = ctx.forward([ctx.ones_like(x)], ones)
-        s = ctx.b.ratio(ctx.R, z, self.stabilizer, sign=+1)
-        return [ctx.vjp(s, ones)[0]]
+    @staticmethod
+    def _weights():
+        return _ones_mod()
 
 
-class WSquare(Rule):
+class WSquare(_OnesInput):
     """LRP-w² (Montavon et al. 2017): inputs set to one, weights and bias squared."""
 
-    def __init__(self, stabilizer: float = 1e-6):
-        self.stabilizer = stabilizer
-
-    def __call__(self, ctx):
-        x = self._single_input(ctx)
-        square = _square_mod()
-        z = ctx.forward([ctx.ones_like(x)], square)
-        s = ctx.b.ratio(ctx.R, z, self.stabilizer, sign=+1)
-        return [ctx.vjp(s, square)[0]]
+    @staticmethod
+    def _weights():
+        return _square_mod()
 
 
 class ZBox(Rule):
