@@ -51,6 +51,7 @@ FIXTURES = ROOT / "tests" / "fixtures" / "families"
 sys.path.insert(0, str(ROOT / "tools"))
 
 import family_report  # noqa: E402  (no torch; also used by --table)
+from batchnorm_calibration import calibrate_batchnorm  # noqa: E402
 
 NUM_CLASSES = 10
 BATCH = 4
@@ -79,18 +80,7 @@ def randomize_parameters(model, calibration):
         elif isinstance(module, convnext.CNBlock):
             module.layer_scale.data = 0.2 + 0.4 * torch.rand(module.layer_scale.shape)
 
-    norms = [m for m in model.modules() if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d))]
-    for norm in norms:
-        norm.reset_running_stats()
-        norm.momentum = None  # cumulative average over the calibration batch
-    model.train()
-    with torch.no_grad():
-        model(calibration)
-    model.eval()
-    for norm in norms:
-        norm.momentum = 0.1
-        norm.running_mean += torch.randn(norm.running_mean.shape) * 0.05
-        norm.running_var *= 0.8 + 0.45 * torch.rand(norm.running_var.shape)
+    calibrate_batchnorm(model, calibration, (nn.BatchNorm1d, nn.BatchNorm2d))
     return model
 
 

@@ -46,6 +46,9 @@ from zennit.rules import Epsilon
 from zennit.torchvision import ResNetCanonizer
 from zennit.types import Convolution
 
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+from batchnorm_calibration import calibrate_batchnorm  # noqa: E402
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 FIXTURES = ROOT / "tests" / "fixtures" / "zennit"
 
@@ -79,18 +82,7 @@ def randomize_parameters(model, calibration):
             module.weight.data = 0.5 + torch.rand(module.weight.shape)
             module.bias.data = (torch.rand(module.bias.shape) * 2 - 1) * 0.3
 
-    norms = [module for module in model.modules() if isinstance(module, nn.BatchNorm2d)]
-    for norm in norms:
-        norm.reset_running_stats()
-        norm.momentum = None  # cumulative average over the calibration batch
-    model.train()
-    with torch.no_grad():
-        model(calibration)
-    model.eval()
-    for norm in norms:
-        norm.momentum = 0.1
-        norm.running_mean += torch.randn(norm.running_mean.shape) * 0.05
-        norm.running_var *= 0.8 + 0.45 * torch.rand(norm.running_var.shape)
+    calibrate_batchnorm(model, calibration, nn.BatchNorm2d)
     return model
 
 
