@@ -23,6 +23,7 @@ from typing import Callable
 
 import numpy as np
 
+from . import composites
 from .compile import RELEVANCE, TARGET, Compiled, compile_explainer
 from .composites import Composite
 from .errors import InvalidInput, OnnxLrpError
@@ -63,7 +64,7 @@ class Attributor:
         self.explainer = explainer
         self._gradient: dict[tuple, tuple[Compiled, object]] = {}
         self._forward = None
-        self._lrp: dict[tuple, Explainer] = {}
+        self._lrp: dict[Composite, Explainer] = {}
 
     # --- model facts ---------------------------------------------------------------------
     @property
@@ -136,13 +137,12 @@ class Attributor:
         """The explainer itself, or a sibling with another composite (cached per composite)."""
         if composite is None and not composite_kwargs:
             return self.explainer
-        key = (repr(composite) if not isinstance(composite, str) else composite,
-               tuple(sorted((k, repr(v)) for k, v in composite_kwargs.items())))
+        e = self.explainer
+        key = composites.get(composite or e.composite, **composite_kwargs)  # equal composites, one explainer
         if key not in self._lrp:
-            e = self.explainer
-            self._lrp[key] = Explainer(materialize(e.source_model), composite=composite or e.composite, providers=e.providers,
+            self._lrp[key] = Explainer(materialize(e.source_model), composite=key, providers=e.providers,
                                        output=e.output_name if e.output_name in _outputs(e.source_model) else None,
-                                       input_name=e.input_name, **composite_kwargs)
+                                       input_name=e.input_name)
         return self._lrp[key]
 
     def _run(self, session, names, feeds):

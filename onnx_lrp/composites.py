@@ -6,7 +6,11 @@ for the node's category (convolution, dense), and the base map shared by all pre
 """
 from __future__ import annotations
 
+import difflib
+import warnings
+
 import numpy as np
+import onnx
 
 from .errors import CompositeError
 from .ops import base as cat
@@ -47,18 +51,33 @@ class Composite:
     category_map : dict, optional
         Category to rule on top of ``layer_map``: how a user changes a preset's rule for a whole
         category, e.g. ``category_map={"gate": onnx_lrp.rules.Uniform()}``.
+    unmatched : {"error", "warn"}
+        What a ``name_map`` entry naming no node of the model does when the composite is checked
+        against it (:meth:`check_model`): raise :class:`CompositeError` (default) or warn.
+
+    Two composites are equal (and hash alike) when they give every node the same rule: same
+    class, same parameters, same maps. ``repr`` shows the parameters.
     """
 
     name = "custom"
 
-    def __init__(self, layer_map=None, first_layer=None, type_map=None, name_map=None, category_map=None):
+    def __init__(self, layer_map=None, first_layer=None, type_map=None, name_map=None, category_map=None,
+                 unmatched: str = "error"):
+        _check_categories(layer_map, "layer_map")
+        _check_categories(category_map, "category_map")
+        if unmatched not in ("error", "warn"):
+            raise CompositeError(f"unmatched={unmatched!r}; use 'error' or 'warn'")
         self.layer_map = {**base_map(), **(layer_map or {}), **(category_map or {})}
         self.first_layer = first_layer
         self.type_map = dict(type_map or {})
         self.name_map = dict(name_map or {})
+        self.unmatched = unmatched
+        self.params = getattr(self, "params", {})  # a preset's own arguments (epsilon, gamma, ...), for repr
         for key, rule in {**self.layer_map, **self.type_map, **self.name_map}.items():
             if not isinstance(rule, Rule):
                 raise CompositeError(f"the rule for {key!r} is {rule!r}, not an onnx_lrp.rules.Rule instance")
+        if first_layer is not None and not isinstance(first_layer, Rule):
+            raise CompositeError(f"first_layer is {first_layer!r}, not an onnx_lrp.rules.Rule instance")
 
     def rule_for(self, node, category: str, is_first: bool) -> Rule:
         if node.name in self.name_map:
@@ -67,25 +86,75 @@ class Composite:
             return self.type_map[node.op_type]
         if is_first and self.first_layer is not None:
             return self.first_layer
+        if category not in self.layer_map:
+            raise CompositeError(f"node {node.name!r} ({node.op_type}) has category {category!r}, which "
+                                 f"{self!r} gives no rule; add category_map={{{category!r}: ...}}")
         return self.layer_map[category]
 
     def with_overrides(self, type_map=None, name_map=None, category_map=None) -> "Composite":
         """A copy with extra overrides (they win over the existing ones)."""
+        _check_categories(category_map, "category_map")
         new = object.__new__(type(self))
         new.__dict__.update(self.__dict__)
         new.type_map = {**self.type_map, **(type_map or {})}
         new.name_map = {**self.name_map, **(name_map or {})}
         new.layer_map = {**self.layer_map, **(category_map or {})}
+        for key, rule in {**new.type_map, **new.name_map, **new.layer_map}.items():
+            if not isinstance(rule, Rule):
+                raise CompositeError(f"the rule for {key!r} is {rule!r}, not an onnx_lrp.rules.Rule instance")
         return new
 
+    def check_model(self, model: onnx.ModelProto, label: str = "the model", known_op_types=()) -> None:
+        """Check the maps against a (canonized) model: every ``name_map`` key names one of its nodes
+        (else :class:`CompositeError`, or a warning with ``unmatched="warn"``) and every ``type_map``
+        key is an op type (of the model, of a handler, or of the ONNX standard)."""
+        nodes = [n.name for n in model.graph.node]
+        missing = [name for name in self.name_map if name not in set(nodes)]
+        if missing:
+            message = (f"{_no_match('node', missing, nodes)} in {label!r} (after canonization); "
+                       "`onnx-lrp inspect MODEL` lists the node names")
+            if self.unmatched == "warn":
+                warnings.warn(message, stacklevel=2)
+            else:
+                raise CompositeError(message)
+        types = {n.op_type for n in model.graph.node} | set(known_op_types)
+        unknown = [t for t in self.type_map if t not in types and not _is_onnx_op(t)]
+        if unknown:
+            raise CompositeError(f"{_no_match('op type', unknown, sorted(types))}: not an ONNX op type")
+
+    def identity(self) -> tuple:
+        """Hashable: the class and every rule this composite can hand out."""
+        return (type(self).__qualname__, _map_identity(self.layer_map),
+                None if self.first_layer is None else self.first_layer.identity(),
+                _map_identity(self.type_map), _map_identity(self.name_map))
+
+    def __eq__(self, other):
+        return isinstance(other, Composite) and self.identity() == other.identity()
+
+    def __hash__(self):
+        return hash(self.identity())
+
     def __repr__(self):
-        return f"{type(self).__name__}()"
+        args = [f"{k}={_short(v)}" for k, v in self.params.items()]
+        if type(self) is Composite:
+            changed = {k: r for k, r in self.layer_map.items() if base_map().get(k) != r}
+            args += [f"layer_map={changed!r}"] if changed else []
+            args += [f"first_layer={self.first_layer!r}"] if self.first_layer is not None else []
+        elif self.layer_map != self._preset_layer_map():
+            changed = {k: r for k, r in self.layer_map.items() if self._preset_layer_map().get(k) != r}
+            args.append(f"category_map={changed!r}")
+        args += [f"{k}={getattr(self, k)!r}" for k in ("type_map", "name_map") if getattr(self, k)]
+        return f"{type(self).__name__}({', '.join(args)})"
+
+    def _preset_layer_map(self) -> dict:
+        return type(self)(**self.params).layer_map if type(self) in PRESETS.values() else self.layer_map
 
 
 class EpsilonComposite(Composite):
     name = "epsilon"
 
     def __init__(self, epsilon: float = 1e-6, **overrides):
+        self.params = {"epsilon": epsilon}
         super().__init__({cat.CONV: Epsilon(epsilon), cat.DENSE: Epsilon(epsilon)}, **overrides)
 
 
@@ -93,6 +162,7 @@ class EpsilonPlus(Composite):
     name = "epsilon_plus"
 
     def __init__(self, epsilon: float = 1e-6, **overrides):
+        self.params = {"epsilon": epsilon}
         super().__init__({cat.CONV: ZPlus(), cat.DENSE: Epsilon(epsilon)}, **overrides)
 
 
@@ -100,6 +170,7 @@ class EpsilonPlusFlat(Composite):
     name = "epsilon_plus_flat"
 
     def __init__(self, epsilon: float = 1e-6, **overrides):
+        self.params = {"epsilon": epsilon}
         super().__init__({cat.CONV: ZPlus(), cat.DENSE: Epsilon(epsilon)}, first_layer=Flat(), **overrides)
 
 
@@ -107,6 +178,7 @@ class EpsilonAlpha2Beta1(Composite):
     name = "epsilon_alpha2_beta1"
 
     def __init__(self, epsilon: float = 1e-6, **overrides):
+        self.params = {"epsilon": epsilon}
         super().__init__({cat.CONV: AlphaBeta(2.0, 1.0), cat.DENSE: Epsilon(epsilon)}, **overrides)
 
 
@@ -114,6 +186,7 @@ class EpsilonAlpha2Beta1Flat(Composite):
     name = "epsilon_alpha2_beta1_flat"
 
     def __init__(self, epsilon: float = 1e-6, **overrides):
+        self.params = {"epsilon": epsilon}
         super().__init__({cat.CONV: AlphaBeta(2.0, 1.0), cat.DENSE: Epsilon(epsilon)}, first_layer=Flat(),
                          **overrides)
 
@@ -129,8 +202,46 @@ class EpsilonGammaBox(Composite):
 
     def __init__(self, low, high, epsilon: float = 1e-6, gamma: float = 0.25, **overrides):
         self.low, self.high = np.asarray(low, np.float32), np.asarray(high, np.float32)
+        self.params = {"low": self.low, "high": self.high, "epsilon": epsilon, "gamma": gamma}
         super().__init__({cat.CONV: Gamma(gamma), cat.DENSE: Epsilon(epsilon)}, first_layer=ZBox(low, high),
                          **overrides)
+
+
+def _check_categories(mapping, where: str) -> None:
+    unknown = [k for k in (mapping or {}) if k not in cat.CATEGORIES]
+    if unknown:
+        raise CompositeError(f"{_no_match('category', unknown, cat.CATEGORIES)} in {where}")
+
+
+def _no_match(kind: str, wrong: list, known) -> str:
+    """``unknown node 'conv_1' (did you mean 'conv1'?); ...`` for every wrong key."""
+    parts = []
+    for key in wrong:
+        names = [str(k) for k in known]
+        close = [k for k in names if k.casefold() == str(key).casefold()]
+        close += [k for k in difflib.get_close_matches(str(key), names, n=3, cutoff=0.6) if k not in close]
+        hint = f" (did you mean {' or '.join(map(repr, close))}?)" if close else ""
+        parts.append(f"{key!r}{hint}")
+    listing = "" if len(known) > 12 else f"; known: {', '.join(map(str, known))}"
+    return f"unknown {kind}{'s' if len(wrong) > 1 else ''} {', '.join(parts)}{listing}"
+
+
+def _is_onnx_op(op_type: str) -> bool:
+    try:
+        return onnx.defs.has(op_type)
+    except Exception:  # an op type of another domain
+        return False
+
+
+def _map_identity(mapping: dict) -> tuple:
+    return tuple(sorted((k, rule.identity()) for k, rule in mapping.items()))
+
+
+def _short(value) -> str:
+    array = np.asarray(value)
+    if array.ndim == 0:
+        return repr(value.item() if isinstance(value, np.ndarray) else value)
+    return repr(array.reshape(-1).tolist()) if array.size <= 8 else f"array{array.shape}"
 
 
 PRESETS = {cls.name: cls for cls in (EpsilonComposite, EpsilonPlus, EpsilonPlusFlat, EpsilonAlpha2Beta1,

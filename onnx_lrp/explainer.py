@@ -16,6 +16,7 @@ from .errors import InvalidInput, InvalidTarget, OnnxLrpError, OutputError
 from .executor import make_session, resolve_providers
 from .graph import FLOAT_TYPES, ModelGraph, data_input, declared_shape, load_detached
 from .weights import materialize
+from .ops.registry import supported_op_types
 from .probe import probe
 
 
@@ -81,6 +82,7 @@ class Explainer:
         canon = canonize(proto, _pick_output(proto, self.label, output))
         self.model, self.output_name, self.notes = canon.model, canon.output, canon.notes
         self.composite = composites.get(composite, **composite_kwargs)
+        self.composite.check_model(self.model, self.label, supported_op_types())
         self.providers = resolve_providers(providers)
         self._graphs: dict[tuple, ModelGraph] = {}
         self._sessions: dict[tuple, tuple] = {}

@@ -10,6 +10,14 @@ import numpy as np
 from .errors import CompositeError
 
 
+def _value_identity(value):
+    """A hashable stand-in for a rule parameter (numbers, or arrays such as ZBox's bounds)."""
+    if isinstance(value, (np.ndarray, np.generic, list, tuple)):
+        array = np.asarray(value, np.float64)
+        return float(array) if array.ndim == 0 else ("array", array.shape, array.tobytes())
+    return value
+
+
 def _positive(name, p):
     return np.maximum(p, 0)
 
@@ -51,6 +59,17 @@ class Rule:
     def __repr__(self):
         args = ", ".join(f"{k}={v!r}" for k, v in vars(self).items() if not k.startswith("_"))
         return f"{type(self).__name__}({args})"
+
+    def identity(self) -> tuple:
+        """The rule's class and parameters, hashable: rules with equal identities emit the same graph."""
+        params = sorted((k, _value_identity(v)) for k, v in vars(self).items() if not k.startswith("_"))
+        return (type(self).__qualname__, tuple(params))
+
+    def __eq__(self, other):
+        return isinstance(other, Rule) and self.identity() == other.identity()
+
+    def __hash__(self):
+        return hash(self.identity())
 
     def _single_input(self, ctx) -> str:
         if len(ctx.inputs) != 1:

@@ -69,3 +69,14 @@ def test_cli_bad_rule_is_a_usage_error(tmp_path, capsys):
     np.save(x, np.ones((1, 3), np.float32))
     assert cli.main([str(model), str(x), "--op-rule", "Atan=Nonsense", "--out", str(tmp_path / "c")]) == 2
     assert "unknown rule 'Nonsense'" in capsys.readouterr().err
+
+
+def test_cli_rule_for_no_such_node_is_a_usage_error_naming_close_nodes(tmp_path, capsys):
+    model, x = tmp_path / "odd.onnx", tmp_path / "x.npy"
+    _model_with_unsupported_op(model)
+    np.save(x, np.ones((1, 3), np.float32))
+    assert cli.main([str(model), str(x), "--rule", "dense_1=Pass", "--out", str(tmp_path / "d")]) == 2
+    err = capsys.readouterr().err
+    assert "unknown node 'dense_1' (did you mean 'dense1'" in err and len(err.strip().splitlines()) == 1
+    assert cli.main([str(model), str(x), "--op-rule", "ATan=Pass", "--out", str(tmp_path / "e")]) == 2
+    assert "did you mean 'Atan'" in capsys.readouterr().err

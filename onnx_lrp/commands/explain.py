@@ -13,7 +13,7 @@ import numpy as np
 
 from .. import composites, heatmap, inputs, metadata, report, rule_spec
 from ..cli import UsageError
-from ..errors import InvalidInput, InvalidTarget, OnnxLrpError, OutputError
+from ..errors import CompositeError, InvalidInput, InvalidTarget, OnnxLrpError, OutputError
 from ..explainer import Explainer
 from ..progress import Progress
 
@@ -161,7 +161,10 @@ def _prepare(args, start: float) -> tuple[Run, list[Path]]:
     if args.save_explainer:
         _check_parent(args.save_explainer)
 
-    explainer = Explainer(args.model, composite=args.composite, providers=_providers(args.providers), **kwargs)
+    try:
+        explainer = Explainer(args.model, composite=args.composite, providers=_providers(args.providers), **kwargs)
+    except CompositeError as exc:  # a --rule/--op-rule naming no node or op type of the model
+        raise UsageError(str(exc)) from None
     model_input = inputs.ModelInput.from_dims(explainer.input_name, explainer.input_shape)
     state = Run(args, explainer, model_input, inputs.resolve(given, model_input), labels, target, out,
                 Progress(len(files), enabled=False if args.quiet else None), time.perf_counter() - start)

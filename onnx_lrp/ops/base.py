@@ -18,6 +18,7 @@ from ..graph import ModelGraph
 CONV, DENSE, AFFINE, ACTIVATION, SUM, AVGPOOL, MAXPOOL, ROUTE, BATCHNORM, GATE, NORMALIZE, PASS = (
     "convolution", "dense", "affine", "activation", "sum", "avgpool", "maxpool", "route",
     "batchnorm", "gate", "normalize", "pass")
+CATEGORIES = (CONV, DENSE, AFFINE, ACTIVATION, SUM, AVGPOOL, MAXPOOL, ROUTE, BATCHNORM, GATE, NORMALIZE, PASS)
 
 
 def attr(node: onnx.NodeProto, name: str, default=None):
