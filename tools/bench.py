@@ -7,8 +7,14 @@ side runs in its own process so its peak memory (max RSS) is its own. Medians of
 after warm-up; cold start = load + compile + session creation + first explain. The relevances
 of both sides are compared (Pearson, max|Δ|/max|R_zennit|) so a fast wrong answer cannot pass.
 
-    /work/venv-tools/bin/python tools/bench.py                 # full table (several minutes)
-    /work/venv-tools/bin/python tools/bench.py --models vgg16 --batches 1 --runs 3
+    python tools/bench.py                 # full table (about 20 minutes on 2 cores)
+    python tools/bench.py --models vgg16 --batches 1 --runs 3
+    python tools/bench.py --device cuda --batches 1 32      # onnxruntime-gpu and torch with CUDA
+
+With ``--device cuda`` every side runs on the GPU: onnxruntime's CUDAExecutionProvider for the
+forward and onnx-lrp, torch on ``cuda`` for Zennit. onnx-lrp is timed twice: ``explain()`` as a
+user calls it (host arrays in and out) and the compiled graph alone through IOBinding (input and
+relevance stay on the device), which is what a pipeline that keeps data on the GPU pays.
 
 Needs the ``dev`` extra (torch, torchvision, zennit).
 """
@@ -66,55 +72,105 @@ def inputs(batch: int) -> np.ndarray:
 
 
 # --- workers (one process per side) -----------------------------------------------------
-def worker_forward(onnx_path, batch, runs, **_):
+def providers(device: str) -> list[str]:
+    return ["CUDAExecutionProvider", "CPUExecutionProvider"] if device == "cuda" else ["CPUExecutionProvider"]
+
+
+def load_cuda_libraries(device: str) -> None:
+    """onnxruntime-gpu finds CUDA/cuDNN where torch's wheels put them once torch is imported."""
+    if device == "cuda":
+        import torch  # noqa: F401
+        import onnxruntime as ort
+        if "CUDAExecutionProvider" not in ort.get_available_providers():
+            raise RuntimeError(f"onnxruntime {ort.__version__} offers no CUDAExecutionProvider "
+                               f"({ort.get_available_providers()}); install onnxruntime-gpu")
+
+
+def worker_forward(onnx_path, batch, runs, device="cpu", **_):
+    load_cuda_libraries(device)
     import onnxruntime as ort
     x = inputs(batch)
     start = time.perf_counter()
-    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(str(onnx_path), providers=providers(device))
     session.run(None, {"input": x})
     cold = time.perf_counter() - start
-    return {"cold": cold, "times": _timed(lambda: session.run(None, {"input": x}), runs)}
+    result = {"cold": cold, "times": _timed(lambda: session.run(None, {"input": x}), runs)}
+    if device == "cuda":
+        result["bound_times"] = _timed(_bound_run(session, {"input": x}), runs)
+    return result
 
 
-def worker_onnx_lrp(onnx_path, batch, runs, composite, out, **_):
+def _bound_run(session, feeds: dict):
+    """A run through IOBinding: inputs copied to the GPU once, outputs left there."""
+    import onnxruntime as ort
+    binding = session.io_binding()
+    for name, value in feeds.items():
+        binding.bind_ortvalue_input(name, ort.OrtValue.ortvalue_from_numpy(value, "cuda", 0))
+    for out in session.get_outputs():
+        binding.bind_output(out.name, "cuda")
+
+    def run():
+        session.run_with_iobinding(binding)
+        binding.synchronize_outputs()
+    return run
+
+
+def worker_onnx_lrp(onnx_path, batch, runs, composite, out, device="cpu", **_):
+    load_cuda_libraries(device)
     import onnx_lrp
     x = inputs(batch)
     kwargs = {"low": LOW, "high": HIGH} if composite == "epsilon_gamma_box" else {}
     start = time.perf_counter()
-    explainer = onnx_lrp.Explainer(str(onnx_path), composite=composite, **kwargs)
+    explainer = onnx_lrp.Explainer(str(onnx_path), composite=composite, providers=providers(device), **kwargs)
     res = explainer.explain(x)
     cold = time.perf_counter() - start
     np.save(out, res.relevance)
-    return {"cold": cold, "times": _timed(lambda: explainer.explain(x), runs), "target": res.target.tolist()}
+    result = {"cold": cold, "times": _timed(lambda: explainer.explain(x), runs), "target": res.target.tolist()}
+    if device == "cuda":
+        result["bound_times"] = _timed(_bound_explainer(explainer, x), runs)
+    return result
 
 
-def worker_zennit(state_path, name, batch, runs, composite, out, target, **_):
+def _bound_explainer(explainer, x: np.ndarray):
+    """The compiled explainer graph alone, through IOBinding."""
+    from onnx_lrp.executor import make_session
+    compiled = explainer.compile(x.shape[1:])
+    session = make_session(compiled.model, explainer.providers)
+    names = [i.name for i in session.get_inputs()]
+    feeds = {names[0]: x, names[1]: np.full(len(x), -1, np.int64)}  # data, then target (-1: predicted)
+    return _bound_run(session, feeds)
+
+
+def worker_zennit(state_path, name, batch, runs, composite, out, target, device="cpu", **_):
     import torch
     import torchvision
     from zennit.attribution import Gradient
-    from zennit.canonizers import SequentialMergeBatchNorm
     from zennit.composites import EpsilonGammaBox, EpsilonPlusFlat
     from zennit.torchvision import ResNetCanonizer, VGGCanonizer
-    x = torch.from_numpy(inputs(batch))
+    x = torch.from_numpy(inputs(batch)).to(device)
     start = time.perf_counter()
     model = {"vgg16": torchvision.models.vgg16, "resnet50": torchvision.models.resnet50}[name]()
     model.load_state_dict(torch.load(state_path))
-    model.eval()
+    model.eval().to(device)
     canonizers = [ResNetCanonizer()] if name == "resnet50" else [VGGCanonizer()]
     if composite == "epsilon_gamma_box":
-        comp = EpsilonGammaBox(low=torch.from_numpy(np.broadcast_to(LOW, x.shape).copy()),
-                               high=torch.from_numpy(np.broadcast_to(HIGH, x.shape).copy()), canonizers=canonizers)
+        comp = EpsilonGammaBox(low=torch.from_numpy(np.broadcast_to(LOW, x.shape).copy()).to(device),
+                               high=torch.from_numpy(np.broadcast_to(HIGH, x.shape).copy()).to(device),
+                               canonizers=canonizers)
     else:
         comp = EpsilonPlusFlat(canonizers=canonizers)
-    onehot = torch.zeros(batch, 1000)
+    onehot = torch.zeros(batch, 1000, device=device)
     onehot[torch.arange(batch), torch.tensor(target)] = 1.0
     with Gradient(model, comp) as attributor:
         def run():
-            return attributor(x, lambda out: onehot * out)[1]
+            relevance = attributor(x, lambda out: onehot * out)[1]
+            if device == "cuda":
+                torch.cuda.synchronize()
+            return relevance
         relevance = run()
         cold = time.perf_counter() - start
         times = _timed(run, runs)
-    np.save(out, relevance.detach().numpy())
+    np.save(out, relevance.detach().cpu().numpy())
     return {"cold": cold, "times": times}
 
 
@@ -168,35 +224,46 @@ def main(argv=None) -> int:
     parser.add_argument("--batches", nargs="+", type=int, default=[1, 8])
     parser.add_argument("--composites", nargs="+", default=["epsilon_plus_flat", "epsilon_gamma_box"])
     parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
         run_worker(args)
         return 0
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-          f"python {platform.python_version()}", flush=True)
+          f"python {platform.python_version()}, device {args.device}{gpu_name(args.device)}", flush=True)
     rows, ok = [], True
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
         for name in args.models:
             onnx_path, state_path = prepare(name, workdir)
             for batch in args.batches:
-                fwd = spawn(side="forward", onnx_path=str(onnx_path), batch=batch, runs=args.runs)
+                fwd = spawn(side="forward", onnx_path=str(onnx_path), batch=batch, runs=args.runs, device=args.device)
                 for composite in args.composites:
-                    row, good = bench_one(name, batch, composite, onnx_path, state_path, fwd, workdir, args.runs)
+                    row, good = bench_one(name, batch, composite, onnx_path, state_path, fwd, workdir, args.runs,
+                                          args.device)
                     rows.append(row)
                     ok &= good
                     print(row, flush=True)
     print_table(rows)
+    if args.device == "cuda":
+        print_bound_table(rows)
     return 0 if ok else 1
 
 
-def bench_one(name, batch, composite, onnx_path, state_path, fwd, workdir, runs):
+def gpu_name(device: str) -> str:
+    if device != "cuda":
+        return ""
+    import torch
+    return f" ({torch.cuda.get_device_name(0)}, torch {torch.__version__})"
+
+
+def bench_one(name, batch, composite, onnx_path, state_path, fwd, workdir, runs, device="cpu"):
     ours_out, theirs_out = workdir / "ours.npy", workdir / "theirs.npy"
     ours = spawn(side="onnx_lrp", onnx_path=str(onnx_path), batch=batch, runs=runs, composite=composite,
-                 out=str(ours_out))
+                 out=str(ours_out), device=device)
     theirs = spawn(side="zennit", state_path=str(state_path), name=name, batch=batch, runs=runs,
-                   composite=composite, out=str(theirs_out), target=ours["target"])
+                   composite=composite, out=str(theirs_out), target=ours["target"], device=device)
     pearson, rel = agreement(np.load(ours_out), np.load(theirs_out))
     t_fwd, t_ours, t_theirs = (statistics.median(r["times"]) for r in (fwd, ours, theirs))
     good = pearson >= 0.9999 and rel <= 1e-3
@@ -204,6 +271,9 @@ def bench_one(name, batch, composite, onnx_path, state_path, fwd, workdir, runs)
                zennit_ms=t_theirs * 1e3, speedup=t_theirs / t_ours, x_forward=t_ours / t_fwd,
                cold_onnx_lrp_s=ours["cold"], cold_zennit_s=theirs["cold"], rss_onnx_lrp_mb=ours["peak_rss_mb"],
                rss_zennit_mb=theirs["peak_rss_mb"], pearson=pearson, max_rel_diff=rel, agree=good)
+    if "bound_times" in ours:
+        row.update(forward_bound_ms=statistics.median(fwd["bound_times"]) * 1e3,
+                   onnx_lrp_bound_ms=statistics.median(ours["bound_times"]) * 1e3)
     return row, good
 
 
@@ -218,6 +288,18 @@ def print_table(rows) -> None:
               f"{r['zennit_ms']:.0f} | {r['speedup']:.1f}× | {r['x_forward']:.2f}× | "
               f"{r['cold_onnx_lrp_s']:.1f} / {r['cold_zennit_s']:.1f} | {r['rss_onnx_lrp_mb']:.0f} / "
               f"{r['rss_zennit_mb']:.0f} | {r['pearson']:.6f}, {r['max_rel_diff']:.1e} {'ok' if r['agree'] else 'FAIL'} |")
+
+
+def print_bound_table(rows) -> None:
+    """GPU times with data kept on the device (IOBinding) beside Zennit's."""
+    print()
+    print("| model | batch | composite | ORT forward (IOBinding) ms | onnx-lrp (IOBinding) ms | Zennit ms | "
+          "speed-up vs Zennit | onnx-lrp / forward |")
+    print("|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['model']} | {r['batch']} | {r['composite']} | {r['forward_bound_ms']:.1f} | "
+              f"{r['onnx_lrp_bound_ms']:.1f} | {r['zennit_ms']:.1f} | {r['zennit_ms'] / r['onnx_lrp_bound_ms']:.1f}× | "
+              f"{r['onnx_lrp_bound_ms'] / r['forward_bound_ms']:.2f}× |")
 
 
 if __name__ == "__main__":
