@@ -91,7 +91,9 @@ def worker_forward(onnx_path, batch, runs, device="cpu", **_):
     import onnxruntime as ort
     x = inputs(batch)
     start = time.perf_counter()
-    session = ort.InferenceSession(str(onnx_path), providers=providers(device))
+    from onnx_lrp.executor import PROVIDER_OPTIONS  # the same float32 settings as onnx-lrp's sessions
+    session = ort.InferenceSession(str(onnx_path), providers=providers(device),
+                                   provider_options=[PROVIDER_OPTIONS.get(p, {}) for p in providers(device)])
     session.run(None, {"input": x})
     cold = time.perf_counter() - start
     result = {"cold": cold, "times": _timed(lambda: session.run(None, {"input": x}), runs)}
@@ -152,6 +154,7 @@ def worker_zennit(state_path, name, batch, runs, composite, out, target, device=
     model = {"vgg16": torchvision.models.vgg16, "resnet50": torchvision.models.resnet50}[name]()
     model.load_state_dict(torch.load(state_path))
     model.eval().to(device)
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False  # float32, as onnx-lrp
     canonizers = [ResNetCanonizer()] if name == "resnet50" else [VGGCanonizer()]
     if composite == "epsilon_gamma_box":
         comp = EpsilonGammaBox(low=torch.from_numpy(np.broadcast_to(LOW, x.shape).copy()).to(device),
