@@ -128,7 +128,8 @@ class Attributor:
         key = tuple(int(d) for d in sample_shape)
         if key not in self._gradient:
             graph = self.explainer.graph(key)
-            compiled = compile_explainer(graph, GradientComposite(), seed_times_output=False)
+            compiled = compile_explainer(graph, GradientComposite(), seed_times_output=False,
+                                         device=self.explainer.device)
             self._gradient[key] = (compiled, make_session(compiled.model, self.explainer.providers))
         return self._gradient[key]
 

@@ -12,10 +12,13 @@ class GraphBuilder:
     """Collects the nodes and initializers of the relevance subgraph.
 
     ``const`` deduplicates arrays by content key so a modified weight used by two passes is
-    stored once.
+    stored once. ``device`` is where the graph will run (``"cpu"`` or ``"cuda"``): a handler may
+    emit different but equivalent ops where onnxruntime lacks a kernel on that device.
     """
 
-    def __init__(self, taken: set[str], prefix: str = "lrp", store: WeightStore | None = None):
+    def __init__(self, taken: set[str], prefix: str = "lrp", store: WeightStore | None = None,
+                 device: str = "cpu"):
+        self.device = device
         self.nodes: list[onnx.NodeProto] = []
         self.initializers: list[onnx.TensorProto] = []
         self._taken = set(taken)

@@ -85,11 +85,12 @@ def assign_rules(g: ModelGraph, composite: Composite) -> list[tuple]:
 
 
 def compile_explainer(g: ModelGraph, composite: Composite, keep_layers: bool = False,
-                      seed_times_output: bool = True) -> Compiled:
+                      seed_times_output: bool = True, device: str = "cpu") -> Compiled:
     """Build the explainer graph. The output relevance is one-hot(target) × output, or the bare
-    one-hot with ``seed_times_output=False`` (what gradient-based attributions start from)."""
+    one-hot with ``seed_times_output=False`` (what gradient-based attributions start from).
+    ``device`` (``"cpu"`` or ``"cuda"``) lets handlers pick ops that onnxruntime has kernels for there."""
     plan = assign_rules(g, composite)
-    b = GraphBuilder(all_names(g.model), store=store_of(g.model))
+    b = GraphBuilder(all_names(g.model), store=store_of(g.model), device=device)
     b.reuse(g.consts)
     relevance: dict[str, list[str]] = {g.output_name: [_seed(b, g, seed_times_output)]}
     shared, layers = SharedTensors(), {}

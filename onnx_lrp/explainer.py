@@ -13,7 +13,7 @@ from . import composites
 from .canonize import canonize
 from .compile import RELEVANCE, TARGET, Compiled, compile_explainer
 from .errors import InvalidInput, InvalidTarget, OnnxLrpError, OutputError
-from .executor import make_session, resolve_providers
+from .executor import CUDA, make_session, resolve_providers
 from .graph import FLOAT_TYPES, ModelGraph, data_input, declared_shape, load_detached
 from .weights import materialize
 from .ops.registry import supported_op_types
@@ -87,6 +87,11 @@ class Explainer:
         self._graphs: dict[tuple, ModelGraph] = {}
         self._sessions: dict[tuple, tuple] = {}
 
+    @property
+    def device(self) -> str:
+        """Where the compiled graph runs: ``"cuda"`` when onnxruntime's CUDA provider is used."""
+        return "cuda" if CUDA in self.providers else "cpu"
+
     # --- compile -----------------------------------------------------------------------
     def graph(self, sample_shape) -> ModelGraph:
         """The canonized model as a DAG with shapes probed at ``sample_shape`` (one sample's dims)."""
@@ -104,7 +109,7 @@ class Explainer:
     def _session(self, sample_shape: tuple, keep_layers: bool):
         key = (tuple(int(d) for d in sample_shape), keep_layers)
         if key not in self._sessions:
-            compiled = compile_explainer(self.graph(key[0]), self.composite, keep_layers)
+            compiled = compile_explainer(self.graph(key[0]), self.composite, keep_layers, device=self.device)
             compiled.model.metadata_props.extend(self.source_model.metadata_props)
             self._sessions[key] = (compiled, make_session(compiled.model, self.providers))
         return self._sessions[key]

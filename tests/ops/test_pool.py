@@ -1,8 +1,12 @@
 """MaxPool / GlobalMaxPool (winner takes all), AveragePool / GlobalAveragePool, ReduceMean/ReduceSum."""
 import numpy as np
 import pytest
+from onnx import TensorProto, helper
 
+from onnx_lrp import Explainer
+from onnx_lrp.compile import TARGET, compile_explainer
 from onnx_lrp.errors import UnsupportedOp
+from onnx_lrp.executor import CPU, make_session
 
 from .harness import F64, Case, check_op, linear_f32, node_model
 
@@ -224,3 +228,28 @@ def test_maxpool_input_smaller_than_its_window_routes_relevance():
     x = np.array([[[[0.5]], [[2.0]]]], np.float32)
     res = onnx_lrp.Explainer(model, composite="epsilon").explain(x, target=1)
     np.testing.assert_allclose(res.relevance.ravel(), [0.0, 2.0])
+
+
+def test_maxpool_vjp_for_cuda_scatters_instead_of_unpooling():
+    """onnxruntime has no CUDA MaxUnpool; graphs compiled for CUDA scatter, with the same result."""
+    rng = np.random.default_rng(0)
+    nodes = [helper.make_node("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1]),
+             helper.make_node("Relu", ["c"], ["r"]),
+             helper.make_node("MaxPool", ["r"], ["p"], kernel_shape=[2, 2], strides=[2, 2]),
+             helper.make_node("Flatten", ["p"], ["f"]),
+             helper.make_node("Gemm", ["f", "d"], ["y"], transB=1)]
+    inits = [helper.make_tensor("w", TensorProto.FLOAT, [4, 2, 3, 3], rng.standard_normal(72).tolist()),
+             helper.make_tensor("d", TensorProto.FLOAT, [5, 64], rng.standard_normal(320).tolist())]
+    graph = helper.make_graph(nodes, "m", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 2, 8, 8])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 5])], inits)
+    explainer = Explainer(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), composite="epsilon")
+    g = explainer.graph((2, 8, 8))
+    x = rng.standard_normal((3, 2, 8, 8)).astype(np.float32)
+    results = {}
+    for device in ("cpu", "cuda"):
+        compiled = compile_explainer(g, explainer.composite, device=device)
+        ops = {n.op_type for n in compiled.model.graph.node}
+        assert ("MaxUnpool" in ops) == (device == "cpu") and ("ScatterElements" in ops) == (device == "cuda")
+        session = make_session(compiled.model, [CPU])
+        results[device] = session.run(None, {compiled.input_name: x, TARGET: np.full(3, -1, np.int64)})[0]
+    np.testing.assert_array_equal(results["cuda"], results["cpu"])
