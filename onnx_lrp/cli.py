@@ -1,8 +1,8 @@
 """The ``onnx-lrp`` command: argument parsing and dispatch only.
 
-``onnx-lrp MODEL INPUT [options]`` runs the default command, ``explain``. A first word that names
-a subcommand in :data:`SUBCOMMANDS` runs that one instead (``onnx-lrp inspect MODEL``). A
-subcommand is a module with
+``onnx-lrp MODEL INPUT [options]`` (or ``python -m onnx_lrp ...``) runs the default command,
+``explain``. A first word that names a subcommand runs that one instead (``onnx-lrp inspect
+MODEL``). A subcommand is a module of :mod:`onnx_lrp.commands` with
 
 ``HELP``                 one line for ``onnx-lrp --help``
 ``USAGE``                (optional) the usage line, e.g. ``"onnx-lrp inspect MODEL [options]"``
@@ -10,7 +10,8 @@ subcommand is a module with
 ``add_arguments(parser)`` adds its arguments to an :class:`argparse.ArgumentParser`
 ``run(args) -> int``      does the work; raises :class:`onnx_lrp.OnnxLrpError` for user errors
 
-so adding one is one module and one line in :data:`SUBCOMMANDS`.
+found by its file name (:data:`SUBCOMMANDS`), so adding one is adding one module. Options that
+several commands take are defined once in :mod:`onnx_lrp.commands.options`.
 
 Exit codes: 0 success; 2 usage error (a malformed command line: unknown option, missing or
 invalid argument); 1 any other failure. Every error is one line on stderr that names what was
@@ -21,19 +22,29 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
+import pkgutil
 import sys
 
 from .errors import OnnxLrpError
 
 PROG = "onnx-lrp"
 
-#: first word -> module implementing it (see the module docstring)
-SUBCOMMANDS = {
-    "explain": "onnx_lrp.commands.explain",
-    "evaluate": "onnx_lrp.evaluate",
-    "inspect": "onnx_lrp.commands.inspect",
-}
 DEFAULT_COMMAND = "explain"
+#: modules of onnx_lrp.commands that are not subcommands
+HELPERS = {"options"}
+
+
+def _discover() -> dict[str, str]:
+    from . import commands
+
+    names = sorted(m.name for m in pkgutil.iter_modules(commands.__path__)
+                   if not m.name.startswith("_") and m.name not in HELPERS)
+    names.sort(key=lambda n: n != DEFAULT_COMMAND)  # the default command first in --help
+    return {name: f"{commands.__name__}.{name}" for name in names}
+
+
+#: first word -> module implementing it (see the module docstring)
+SUBCOMMANDS = _discover()
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 TRACEBACK_ENV = "ONNX_LRP_TRACEBACK"

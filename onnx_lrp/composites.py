@@ -14,7 +14,7 @@ import onnx
 
 from .errors import CompositeError
 from .ops import base as cat
-from .rules import AlphaBeta, Epsilon, Flat, Gamma, Gradient, Norm, Pass, Rule, ZBox, ZPlus
+from .rules import AlphaBeta, Epsilon, Flat, Gamma, Gradient, Norm, Pass, Rule, ZBox, ZPlus, param_repr
 
 
 def base_map() -> dict[str, Rule]:
@@ -111,8 +111,8 @@ class Composite:
         nodes = [n.name for n in model.graph.node]
         missing = [name for name in self.name_map if name not in set(nodes)]
         if missing:
-            message = (f"{_no_match('node', missing, nodes)} in {label!r} (after canonization); "
-                       "`onnx-lrp inspect MODEL` lists the node names")
+            message = (_no_match("node", missing, nodes, f" in {str(label)!r} (after canonization)")
+                       + "; `onnx-lrp inspect MODEL` lists the node names")
             if self.unmatched == "warn":
                 warnings.warn(message, stacklevel=2)
             else:
@@ -120,7 +120,7 @@ class Composite:
         types = {n.op_type for n in model.graph.node} | set(known_op_types)
         unknown = [t for t in self.type_map if t not in types and not _is_onnx_op(t)]
         if unknown:
-            raise CompositeError(f"{_no_match('op type', unknown, sorted(types))}: not an ONNX op type")
+            raise CompositeError(_no_match("op type", unknown, sorted(types), " (not an ONNX op type)"))
 
     def identity(self) -> tuple:
         """Hashable: the class and every rule this composite can hand out."""
@@ -135,7 +135,7 @@ class Composite:
         return hash(self.identity())
 
     def __repr__(self):
-        args = [f"{k}={_short(v)}" for k, v in self.params.items()]
+        args = [f"{k}={param_repr(v)}" for k, v in self.params.items()]
         if type(self) is Composite:
             changed = {k: r for k, r in self.layer_map.items() if base_map().get(k) != r}
             args += [f"layer_map={changed!r}"] if changed else []
@@ -210,10 +210,10 @@ class EpsilonGammaBox(Composite):
 def _check_categories(mapping, where: str) -> None:
     unknown = [k for k in (mapping or {}) if k not in cat.CATEGORIES]
     if unknown:
-        raise CompositeError(f"{_no_match('category', unknown, cat.CATEGORIES)} in {where}")
+        raise CompositeError(_no_match("category", unknown, cat.CATEGORIES, f" in {where}"))
 
 
-def _no_match(kind: str, wrong: list, known) -> str:
+def _no_match(kind: str, wrong: list, known, where: str = "") -> str:
     """``unknown node 'conv_1' (did you mean 'conv1'?); ...`` for every wrong key."""
     parts = []
     for key in wrong:
@@ -223,7 +223,7 @@ def _no_match(kind: str, wrong: list, known) -> str:
         hint = f" (did you mean {' or '.join(map(repr, close))}?)" if close else ""
         parts.append(f"{key!r}{hint}")
     listing = "" if len(known) > 12 else f"; known: {', '.join(map(str, known))}"
-    return f"unknown {kind}{'s' if len(wrong) > 1 else ''} {', '.join(parts)}{listing}"
+    return f"unknown {kind}{'s' if len(wrong) > 1 else ''} {', '.join(parts)}{where}{listing}"
 
 
 def _is_onnx_op(op_type: str) -> bool:
@@ -235,13 +235,6 @@ def _is_onnx_op(op_type: str) -> bool:
 
 def _map_identity(mapping: dict) -> tuple:
     return tuple(sorted((k, rule.identity()) for k, rule in mapping.items()))
-
-
-def _short(value) -> str:
-    array = np.asarray(value)
-    if array.ndim == 0:
-        return repr(value.item() if isinstance(value, np.ndarray) else value)
-    return repr(array.reshape(-1).tolist()) if array.size <= 8 else f"array{array.shape}"
 
 
 PRESETS = {cls.name: cls for cls in (EpsilonComposite, EpsilonPlus, EpsilonPlusFlat, EpsilonAlpha2Beta1,

@@ -44,7 +44,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-from .errors import ModelLoadError
+from .errors import CompositeError, ModelLoadError
 
 PREPROCESS_KEY = "onnx_lrp.preprocess"
 LABELS_KEY = "onnx_lrp.labels"
@@ -98,6 +98,33 @@ class Preprocess:
         lo = (np.float32(PIXEL_MIN / self.scale) - mean) / std
         hi = (np.float32(PIXEL_MAX / self.scale) - mean) / std
         return np.minimum(lo, hi), np.maximum(lo, hi)  # a negative std swaps them
+
+    def box_bounds(self, low=None, high=None, label="the model") -> dict:
+        """``low``/``high`` for epsilon_gamma_box's ZBox rule: the values given (one, or one per
+        channel), else pixels 0 and 255 through this preprocessing, laid out for one sample."""
+        if low is None or high is None:
+            if not self.normalises:
+                raise CompositeError(
+                    "composite epsilon_gamma_box needs --low and --high (Python: low=, high=), the lowest and "
+                    f"highest input values, and {str(label)!r} has no onnx_lrp.preprocess scale/mean/std to derive "
+                    "them from; pass e.g. --low 0 --high 1")
+            lo, hi = self.input_range()
+            low = lo if low is None else low
+            high = hi if high is None else high
+        return {"low": self._channel_array(low, "low"), "high": self._channel_array(high, "high")}
+
+    def _channel_array(self, values, name: str):
+        v = np.asarray(values, np.float32).reshape(-1)
+        if v.size == 1 or np.all(v == v[0]):
+            return float(v[0])
+        if self.layout == "nchw":
+            return v.reshape(1, -1, 1, 1)
+        if self.layout == "nhwc":
+            return v.reshape(1, 1, 1, -1)
+        if self.layout == "flat" and self.size is not None:
+            return np.tile(v, self.size[0] * self.size[1]).reshape(1, -1)
+        raise CompositeError(f"--{name} has {v.size} values (one per channel) but the input layout is unknown; pass "
+                             "one value, or --layout (and --size for flat inputs)")
 
     def override(self, **values) -> "Preprocess":
         """A copy with the given (non-None) fields replaced and checked, marked as given."""

@@ -18,6 +18,17 @@ def _value_identity(value):
     return value
 
 
+def param_repr(value) -> str:
+    """A parameter on one line: numbers as they are, small arrays as flat lists (e.g. ZBox bounds per channel)."""
+    if not isinstance(value, (np.ndarray, np.generic)):
+        return repr(value)
+    array = np.asarray(value)
+    if array.ndim == 0:
+        return repr(array.item())
+    flat = [float(f"{v:.6g}") for v in array.reshape(-1).tolist()]
+    return repr(flat) if array.size <= 8 else f"array(shape={array.shape})"
+
+
 def _positive(name, p):
     return np.maximum(p, 0)
 
@@ -57,7 +68,7 @@ class Rule:
         raise NotImplementedError
 
     def __repr__(self):
-        args = ", ".join(f"{k}={v!r}" for k, v in vars(self).items() if not k.startswith("_"))
+        args = ", ".join(f"{k}={param_repr(v)}" for k, v in vars(self).items() if not k.startswith("_"))
         return f"{type(self).__name__}({args})"
 
     def identity(self) -> tuple:

@@ -22,8 +22,9 @@ import onnxruntime as ort
 import pytest
 from PIL import Image
 
-from onnx_lrp import cli, report
+from onnx_lrp import cli, render
 from onnx_lrp.commands import explain as explain_cmd
+from onnx_lrp.commands import options
 from onnx_lrp.errors import InvalidTarget, OutputError
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -322,11 +323,11 @@ def test_target_forms(capsys, tmp_path, target, expected):
 
 
 def test_target_label_wins_over_an_index_with_the_same_text():
-    assert explain_cmd.resolve_target("180", ["0", "180"], "m") == 1
-    assert explain_cmd.resolve_target("1", ["0", "180"], "m") == 1
-    assert explain_cmd.resolve_target("pred", None, "m") is None
+    assert options.resolve_target("180", ["0", "180"], "m") == 1
+    assert options.resolve_target("1", ["0", "180"], "m") == 1
+    assert options.resolve_target("pred", None, "m") is None
     with pytest.raises(InvalidTarget, match="no labels"):
-        explain_cmd.resolve_target("cat", None, "m")
+        options.resolve_target("cat", None, "m")
 
 
 def test_labels_file_overrides_metadata(capsys, tmp_path):
@@ -452,8 +453,9 @@ def test_unknown_cmap_and_bad_numbers_are_usage_errors(capsys):
 
 
 def test_provider_aliases():
-    assert explain_cmd._providers("cpu, CUDA") == ["CPUExecutionProvider", "CUDAExecutionProvider"]
-    assert explain_cmd._providers(None) is None
+    assert options.providers(types.SimpleNamespace(providers="cpu, CUDA")) == ["CPUExecutionProvider",
+                                                                                "CUDAExecutionProvider"]
+    assert options.providers(types.SimpleNamespace(providers=None)) is None
 
 
 # --- the subcommand registry -------------------------------------------------------------------
@@ -484,23 +486,23 @@ def test_internal_errors_are_one_line(capsys, monkeypatch):
 # --- atomic writes -----------------------------------------------------------------------------
 def test_failed_write_leaves_the_old_file_and_no_temporary(tmp_path):
     target = tmp_path / "r.json"
-    report.save_json(target, {"a": 1})
+    render.save_json(target, {"a": 1})
 
     def fail(handle):
         handle.write(b"{\"half")
         raise OSError(28, "No space left on device")
 
     with pytest.raises(OutputError, match="No space left"):
-        report.write_atomic(target, fail)
+        render.write_atomic(target, fail)
     assert json.loads(target.read_text()) == {"a": 1}
     assert [p.name for p in tmp_path.iterdir()] == ["r.json"]
 
 
 def test_out_dir_checks(tmp_path):
-    assert report.prepare_out_dir(tmp_path / "a" / "b").is_dir()
+    assert render.prepare_out_dir(tmp_path / "a" / "b").is_dir()
     (tmp_path / "file").write_text("")
     with pytest.raises(OutputError, match="--out"):
-        report.prepare_out_dir(tmp_path / "file")
+        render.prepare_out_dir(tmp_path / "file")
 
 
 # --- the README and CI agree -------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""``onnx-lrp evaluate`` (onnx_lrp.evaluate): the gate, the reports, mask lookup and streaming."""
+"""``onnx-lrp evaluate`` (onnx_lrp.evaluation, onnx_lrp.commands.evaluate): the gate, the reports, mask lookup and streaming."""
 from __future__ import annotations
 
 import json
@@ -13,13 +13,14 @@ from PIL import Image
 
 from eval_models import region_reader
 from onnx_lrp.errors import InvalidInput
-from onnx_lrp.evaluate import Gate, MaskFinder, MethodSpec, Settings, evaluate, main
+from onnx_lrp.cli import main as cli_main
+from onnx_lrp.evaluation import Gate, MaskFinder, MethodSpec, Settings, evaluate
 
 SIZE = 16
 CENTRE = np.zeros((SIZE, SIZE), bool)
 CENTRE[4:12, 4:12] = True
 BORDER = ~CENTRE
-FAST = ["--steps", "4", "--faithfulness-runs", "4", "--quiet"]
+FAST = ["--steps", "4", "--faithfulness-runs", "4"]
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +44,7 @@ def data(tmp_path_factory):
 
 def run_cli(data, model, *extra):
     root, _ = data
-    return main([str(root / model), str(root / "inputs"), "--masks", str(root / "masks"), *FAST, *extra])
+    return cli_main(["evaluate", str(root / model), str(root / "inputs"), "--masks", str(root / "masks"), *FAST, *extra])
 
 
 # --- the gate (done-when) -------------------------------------------------------------------
@@ -52,26 +53,24 @@ def test_border_reader_fails_a_centre_mass_gate_and_centre_reader_passes(data, c
     root, _ = data
     gate = ["--methods", "lrp", "--metrics", "relevance_mass_accuracy", "pointing_game",
             "--fail-under", "relevance_mass_accuracy=0.5"]
-    assert run_cli(data, "border.onnx", *gate, "--json", str(root / "border.json"),
-                   "--junit", str(root / "border.xml")) == 1
+    assert run_cli(data, "border.onnx", *gate, "--out", str(root / "border")) == 1
     out = capsys.readouterr().out
     assert "FAIL fail-under relevance_mass_accuracy=0.5 [lrp]: 0.0000" in out
-    assert run_cli(data, "centre.onnx", *gate, "--json", str(root / "centre.json"),
-                   "--junit", str(root / "centre.xml")) == 0
+    assert run_cli(data, "centre.onnx", *gate, "--out", str(root / "centre")) == 0
     assert "PASS fail-under relevance_mass_accuracy=0.5 [lrp]: 1.0000" in capsys.readouterr().out
 
-    border, centre = (json.loads((root / f"{m}.json").read_text()) for m in ("border", "centre"))
+    border, centre = (json.loads((root / m / "report.json").read_text()) for m in ("border", "centre"))
     assert border["passed"] is False and centre["passed"] is True
     assert border["samples"] == 3 and border["samples_with_mask"] == 3
     assert border["summary"]["lrp"]["relevance_mass_accuracy"] == pytest.approx(0.0, abs=1e-6)
     assert centre["summary"]["lrp"]["relevance_mass_accuracy"] == pytest.approx(1.0)
     assert border["summary"]["lrp"]["pointing_game"] == 0.0 and centre["summary"]["lrp"]["pointing_game"] == 1.0
 
-    suite = ET.parse(root / "border.xml").getroot().find("testsuite")
+    suite = ET.parse(root / "border" / "report.xml").getroot().find("testsuite")
     assert suite.get("name") == "evaluate.lrp" and suite.get("failures") == "1"
     failed = [c.get("name") for c in suite.iter("testcase") if c.find("failure") is not None]
     assert failed == ["relevance_mass_accuracy"]
-    assert ET.parse(root / "centre.xml").getroot().find("testsuite").get("failures") == "0"
+    assert ET.parse(root / "centre" / "report.xml").getroot().find("testsuite").get("failures") == "0"
 
 
 def test_fail_over_and_per_method_gates(data, capsys):
@@ -91,28 +90,28 @@ def test_usage_and_gate_errors(data, capsys):
     assert run_cli(data, "centre.onnx", "--metrics", "region_perturbation", "--fail-under",
                    "relevance_mass_accuracy=0.1") == 1
     assert "was not computed" in capsys.readouterr().err
-    assert main(["--no-such-flag"]) == 2
+    assert cli_main(["evaluate", "--no-such-flag"]) == 2
 
 
 # --- reports ---------------------------------------------------------------------------------
 
 def test_table_json_and_plots_for_every_method(data, tmp_path, capsys):
     methods = ["lrp", "gradient", "occlusion:window=4,stride=4", "random"]
-    code = run_cli(data, "centre.onnx", "--methods", *methods, "--json", str(tmp_path / "r.json"),
-                   "--plots", str(tmp_path / "plots"), "--patch", "4", "--baseline", "0")
+    code = run_cli(data, "centre.onnx", "--methods", *methods, "--out", str(tmp_path / "r"),
+                   "--patch", "4", "--baseline", "0")
     assert code == 0
     table = capsys.readouterr().out.splitlines()
     assert table[0].split() == ["method", "aopc_morf", "aopc_lerf", "morf_lerf_area", "faithfulness_correlation",
                                 "relevance_mass_accuracy", "pointing_game"]
     assert [line.split()[0] for line in table[2:6]] == methods
-    report = json.loads((tmp_path / "r.json").read_text())
+    report = json.loads((tmp_path / "r" / "report.json").read_text())
     assert report["settings"]["patch"] == 4 and report["methods"]["occlusion:window=4,stride=4"]["options"] == \
         {"window": 4, "stride": 4}
     curves = report["curves"]["lrp"]
     assert len(curves["morf"]) == 5 and curves["fraction"][0] == 0 and curves["fraction"][-1] == 1
     # the centre is 4 of 16 patches: MoRF removes all of it within the first 4 patch removals
     assert report["summary"]["lrp"]["morf_lerf_area"] > report["summary"]["random"]["morf_lerf_area"]
-    png = tmp_path / "plots" / "region_perturbation.png"
+    png = tmp_path / "r" / "region_perturbation.png"
     with Image.open(png) as img:
         assert img.format == "PNG" and img.size[0] > 400
         assert len(np.unique(np.asarray(img.convert("RGB")).reshape(-1, 3), axis=0)) > 5, "curves were drawn"
@@ -166,9 +165,16 @@ def test_method_and_gate_parsing():
         MethodSpec.parse("lrp:composite")
 
 
-def test_registered_as_onnx_lrp_evaluate(data, capsys):
-    from onnx_lrp.cli import main as cli_main
+def test_json_on_stdout_and_quiet(data, capsys):
+    common = ["--methods", "lrp", "--metrics", "pointing_game"]
+    assert run_cli(data, "centre.onnx", *common, "--json", "--fail-under", "pointing_game=1") == 0
+    assert json.loads(capsys.readouterr().out)["summary"]["lrp"]["pointing_game"] == 1.0
+    assert run_cli(data, "border.onnx", *common, "--quiet", "--fail-under", "pointing_game=1") == 1
+    out, err = capsys.readouterr()
+    assert out == "" and "pointing_game=1 [lrp]" in err and len(err.strip().splitlines()) == 1
 
+
+def test_registered_as_onnx_lrp_evaluate(data, capsys):
     root, _ = data
     args = ["evaluate", str(root / "border.onnx"), str(root / "inputs"), "--masks", str(root / "masks"),
             "--methods", "lrp", "--metrics", "relevance_mass_accuracy", "--quiet"]
@@ -180,9 +186,9 @@ def test_registered_as_onnx_lrp_evaluate(data, capsys):
 
 def test_python_dash_m_runs(data):
     root, _ = data
-    proc = subprocess.run([sys.executable, "-m", "onnx_lrp.evaluate", str(root / "centre.onnx"),
+    proc = subprocess.run([sys.executable, "-m", "onnx_lrp", "evaluate", str(root / "centre.onnx"),
                            str(root / "inputs"), "--methods", "lrp", "--metrics", "pointing_game", "--masks",
-                           str(root / "masks"), "--fail-under", "pointing_game=1", "--quiet"],
+                           str(root / "masks"), "--fail-under", "pointing_game=1"],
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert "PASS fail-under pointing_game=1" in proc.stdout

@@ -11,7 +11,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from onnx_lrp import cli
-from onnx_lrp.inspect import inspect_model
+from onnx_lrp.inspection import inspect_model
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 TEXT_DIRECTION = str(ROOT / "models" / "text_direction.onnx")
@@ -71,7 +71,26 @@ def test_cli_inspect_exit_codes_and_json(tmp_path, capsys):
 
 
 def test_python_dash_m_runs_the_listing():
-    done = subprocess.run([sys.executable, "-m", "onnx_lrp.inspect", str(ROOT / "models" / "digits_mlp.onnx")],
+    done = subprocess.run([sys.executable, "-m", "onnx_lrp", "inspect", str(ROOT / "models" / "digits_mlp.onnx")],
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert "MatMul" in done.stdout and "dense" in done.stdout
+
+
+def test_cli_inspect_takes_explains_overrides_and_bounds(capsys):
+    from onnx_lrp import inputs, metadata
+    from onnx_lrp.rules import ZBox
+
+    proto = metadata.read_model_proto(TEXT_DIRECTION)
+    pre = inputs.resolve(metadata.from_proto(proto).preprocess, inputs.ModelInput.from_proto(proto))
+    expected = repr(ZBox(**pre.box_bounds()))  # what explain gives the first layer
+    assert cli.main(["inspect", TEXT_DIRECTION, "--composite", "epsilon_gamma_box", "--json"]) == 0
+    nodes = json.loads(capsys.readouterr().out)["nodes"]
+    assert [n["rule"] for n in nodes if n["rule"] and n["rule"].startswith("ZBox")] == [expected]
+    first = next(n for n in nodes if n["rule"] == expected)["name"]
+    assert cli.main(["inspect", TEXT_DIRECTION, "--composite", "epsilon_gamma_box", "--low", "0", "--high", "1",
+                     "--rule", f"{first}=Epsilon(0.5)", "--op-rule", "Relu=Pass", "--json"]) == 0
+    nodes = {n["name"]: n for n in json.loads(capsys.readouterr().out)["nodes"]}
+    assert nodes[first]["rule"] == "Epsilon(epsilon=0.5)" and nodes[first]["status"] == "overridden"
+    assert cli.main(["inspect", TEXT_DIRECTION, "--rule", f"{first}x=Pass"]) == 2
+    assert f"did you mean {first!r}" in capsys.readouterr().err

@@ -1,4 +1,4 @@
-"""Metrics (onnx_lrp.metrics) on cases whose answer is known by construction: models built with
+"""Metrics (onnx_lrp.evaluation.metrics) on cases whose answer is known by construction: models built with
 onnx.helper that only read one region, linear models with exact attributions, hand-made maps."""
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pytest
 
 import onnx_lrp
 from eval_models import linear, region_reader, relu_mlp
-from onnx_lrp import metrics as M
+from onnx_lrp.evaluation import metrics as M
 from onnx_lrp.attribution import attribute
 from onnx_lrp.errors import InvalidInput
 

@@ -3,7 +3,7 @@
 
 The cat's head fills most of the 224×224 crop; the polygon below (traced by eye on a 16-pixel
 grid) leaves out the blurred background at the top right and bottom right. White = cat. The
-relevance-mass and pointing-game metrics of ``onnx_lrp.metrics`` read it (``onnx-lrp evaluate
+relevance-mass and pointing-game metrics of ``onnx_lrp.evaluation.metrics`` read it (``onnx-lrp evaluate
 --masks models/samples``); a mask this coarse only separates the cat from that background, so
 compare a method against the ``random`` baseline, whose relevance mass accuracy is about the
 mask's area share (printed below).

@@ -1,8 +1,6 @@
 """``onnx-lrp MODEL INPUT``: explain a model's predictions and write heatmaps (the default command)."""
 from __future__ import annotations
 
-import argparse
-import difflib
 import json
 import sys
 import time
@@ -11,9 +9,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import composites, heatmap, inputs, metadata, report, rule_spec
+from . import options
+from .. import heatmap, inputs, metadata, render
 from ..cli import UsageError
-from ..errors import CompositeError, InvalidInput, InvalidTarget, OnnxLrpError, OutputError
+from ..errors import InvalidInput, InvalidTarget, OutputError
 from ..explainer import Explainer
 from ..progress import Progress
 
@@ -37,42 +36,24 @@ or a directory of these, explained file by file.
 exit codes: 0 success, 1 failure, 2 usage error"""
 
 DEFAULT_BATCH = 8
-PROVIDER_ALIASES = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider",
-                    "tensorrt": "TensorrtExecutionProvider", "dml": "DmlExecutionProvider",
-                    "coreml": "CoreMLExecutionProvider", "openvino": "OpenVINOExecutionProvider"}
 
 
 def add_arguments(parser) -> None:
     parser.add_argument("model", metavar="MODEL", help="the ONNX model file")
     parser.add_argument("input", metavar="INPUT", help=".npy, .npz, image file, or a directory of these")
 
-    lrp = parser.add_argument_group("explanation")
-    lrp.add_argument("--composite", default=composites.DEFAULT, choices=composites.names(), metavar="NAME",
-                     help=f"LRP rules to use: {', '.join(composites.names())} (default %(default)s)")
-    lrp.add_argument("--target", default="pred", metavar="CLASS",
-                     help="class to explain: 'pred' (the predicted class, default), a label name or an index")
+    lrp = options.add_composite(parser)
+    options.add_target(lrp)
     lrp.add_argument("--labels", metavar="FILE",
                      help="class names, one per line (or a JSON list); default the model's onnx_lrp.labels")
-    lrp.add_argument("--low", type=float, nargs="+", metavar="V",
-                     help="lowest input value for epsilon_gamma_box, one or one per channel "
-                          "(default: pixel 0 through the model's preprocessing)")
-    lrp.add_argument("--high", type=float, nargs="+", metavar="V",
-                     help="highest input value for epsilon_gamma_box (default: pixel 255 through the preprocessing)")
-    lrp.add_argument("--rule", action="append", metavar="NODE=RULE",
-                     help="give a node (by name) a rule, e.g. --rule 'Mul_3=Pass' or --rule 'conv1=Epsilon(0.25)'; "
-                          "repeatable; `onnx-lrp inspect MODEL` lists node names")
-    lrp.add_argument("--op-rule", action="append", metavar="OPTYPE=RULE",
-                     help="give every node of an op type a rule, e.g. --op-rule 'MaxPool=Norm'; repeatable")
-    lrp.add_argument("--providers", metavar="LIST",
-                     help="onnxruntime execution providers, comma-separated, e.g. cuda,cpu "
-                          "(default: CUDA when available, then CPU)")
-    lrp.add_argument("--batch-size", type=_positive_int, metavar="N",
+    options.add_providers(lrp)
+    lrp.add_argument("--batch-size", type=options.positive_int, metavar="N",
                      help=f"inputs per onnxruntime run (default {DEFAULT_BATCH})")
     lrp.add_argument("--keep-layers", action="store_true",
                      help="also save the relevance at every layer to NAME.layers.npz")
 
     pre = parser.add_argument_group("input preprocessing (overrides the model's onnx_lrp.preprocess metadata)")
-    pre.add_argument("--size", type=_positive_int, nargs=2, metavar=("H", "W"), help="resize images to H×W")
+    pre.add_argument("--size", type=options.positive_int, nargs=2, metavar=("H", "W"), help="resize images to H×W")
     pre.add_argument("--layout", choices=metadata.LAYOUTS, help="model input layout: nchw, nhwc or flat")
     pre.add_argument("--channels", choices=metadata.CHANNELS, help="channel order: rgb, bgr or gray")
     pre.add_argument("--scale", type=float, metavar="S", help="divide pixels (0-255) by S first")
@@ -81,24 +62,13 @@ def add_arguments(parser) -> None:
     pre.add_argument("--key", metavar="NAME", help="explain only this array of .npz inputs")
 
     out = parser.add_argument_group("output")
-    out.add_argument("--out", default="lrp-out", metavar="DIR", help="output directory (default %(default)s)")
+    options.add_out(out, "relevance, heatmaps and summaries", default="lrp-out")
     out.add_argument("--cmap", default="coldnhot", choices=heatmap.colormap_names(), metavar="NAME",
                      help=f"heatmap colour map: {', '.join(heatmap.colormap_names())} (default %(default)s)")
     out.add_argument("--save-explainer", metavar="PATH",
                      help="also save the compiled explainer as a standalone ONNX model")
-    out.add_argument("--json", action="store_true",
-                     help="print one JSON document (the summaries) on stdout instead of text")
-    out.add_argument("--quiet", "-q", action="store_true", help="print nothing but errors")
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
+    options.add_json(out, "the summaries")
+    options.add_quiet(out)
 
 
 # --- the run -----------------------------------------------------------------------------------
@@ -153,18 +123,15 @@ def _prepare(args, start: float) -> tuple[Run, list[Path]]:
         raise UsageError(str(exc)) from None
     pre = inputs.resolve(given, inputs.ModelInput.from_proto(proto))
     del proto
-    target = resolve_target(args.target, labels, args.model)
-    kwargs = box_bounds(args, pre) if args.composite == "epsilon_gamma_box" else {}
-    kwargs.update(_overrides(args))
+    target = options.resolve_target(args.target, labels, args.model)
+    kwargs = options.composite_kwargs(args, pre)
     files, skipped = inputs.list_inputs(args.input)
-    out = report.prepare_out_dir(args.out)
+    out = render.prepare_out_dir(args.out)
     if args.save_explainer:
         _check_parent(args.save_explainer)
 
-    try:
-        explainer = Explainer(args.model, composite=args.composite, providers=_providers(args.providers), **kwargs)
-    except CompositeError as exc:  # a --rule/--op-rule naming no node or op type of the model
-        raise UsageError(str(exc)) from None
+    explainer = options.build(Explainer, args.model, composite=args.composite, providers=options.providers(args),
+                              **kwargs)
     model_input = inputs.ModelInput.from_dims(explainer.input_name, explainer.input_shape)
     state = Run(args, explainer, model_input, inputs.resolve(given, model_input), labels, target, out,
                 Progress(len(files), enabled=False if args.quiet else None), time.perf_counter() - start)
@@ -245,18 +212,18 @@ def _compile(state: Run, shape: tuple) -> float:
 
 
 def _write_sample(state: Run, sample: inputs.Sample, result, i: int, timings: dict) -> None:
-    name = report.unique_name(sample.name, state.names)
+    name = render.unique_name(sample.name, state.names)
     start = time.perf_counter()
     relevance = result.relevance[i:i + 1]
     layers = {k: v[i:i + 1] for k, v in result.layers.items()} if state.args.keep_layers else None
-    files = report.write_result(state.out, name, relevance, state.pre, state.args.cmap, sample.image, layers)
+    files = render.write_result(state.out, name, relevance, state.pre, state.args.cmap, sample.image, layers)
     timings = {**timings, "write": time.perf_counter() - start}
     files["summary"] = str(state.out / f"{name}.json")
     summary = summarize(state, sample, name, result, i, files, timings)
     uniform = _uniform_note(state, relevance)
     if uniform:
         summary["notes"].append(uniform)
-    report.save_json(files["summary"], summary)
+    render.save_json(files["summary"], summary)
     state.results.append(summary)
     if state.human:
         state.progress.write(_summary_line(summary), file=sys.stdout)
@@ -346,78 +313,7 @@ def _fail(state: Run, where: str, exc: Exception) -> None:
     state.progress.write(f"onnx-lrp: error: {message}")
 
 
-# --- option helpers ----------------------------------------------------------------------------
-def resolve_target(text: str | None, labels: list[str] | None, model) -> int | None:
-    """``pred`` -> None (the predicted class); a label name (exact, then ignoring case) or an index -> int."""
-    if text is None or text.strip().lower() in ("pred", "predicted"):
-        return None
-    if labels is not None and text in labels:
-        return labels.index(text)
-    if text.strip().isdigit():
-        return _in_range(int(text), labels, model)
-    if labels is None:
-        raise InvalidTarget(f"--target {text!r} is not a class index and {str(model)!r} has no labels "
-                            "(no onnx_lrp.labels metadata); pass an index, 'pred', or --labels FILE")
-    folded = [i for i, label in enumerate(labels) if label.casefold() == text.strip().casefold()]
-    if len(folded) == 1:
-        return folded[0]
-    close = difflib.get_close_matches(text, labels, n=3, cutoff=0.6)
-    hint = f"did you mean {' or '.join(map(repr, close))}? " if close else ""
-    raise InvalidTarget(f"--target {text!r} is not a label of {str(model)!r} ({len(labels)} labels); {hint}"
-                        "pass a label name, an index or 'pred'")
-
-
-def _in_range(index: int, labels, model) -> int:
-    if labels is not None and index >= len(labels):
-        raise InvalidTarget(f"--target {index} is out of range: {str(model)!r} has {len(labels)} classes "
-                            f"(0..{len(labels) - 1}); pass an index in range, a label name or 'pred'")
-    return index
-
-
-def box_bounds(args, pre: metadata.Preprocess) -> dict:
-    """``low``/``high`` for epsilon_gamma_box: the flags, else pixels 0 and 255 through the preprocessing."""
-    low, high = args.low, args.high
-    if low is None or high is None:
-        if not pre.normalises:
-            raise UsageError("--composite epsilon_gamma_box needs --low and --high (the lowest and highest "
-                             f"input values), and {str(args.model)!r} has no onnx_lrp.preprocess scale/mean/std to "
-                             "derive them from; pass e.g. --low 0 --high 1")
-        lo, hi = pre.input_range()
-        low = lo if low is None else low
-        high = hi if high is None else high
-    return {"low": _per_channel(low, pre, "--low"), "high": _per_channel(high, pre, "--high")}
-
-
-def _per_channel(values, pre: metadata.Preprocess, flag: str):
-    v = np.asarray(values, np.float32).reshape(-1)
-    if v.size == 1 or np.all(v == v[0]):
-        return float(v[0])
-    if pre.layout == "nchw":
-        return v.reshape(1, -1, 1, 1)
-    if pre.layout == "nhwc":
-        return v.reshape(1, 1, 1, -1)
-    if pre.layout == "flat" and pre.size is not None:
-        return np.tile(v, pre.size[0] * pre.size[1]).reshape(1, -1)
-    raise UsageError(f"{flag} has {v.size} values (one per channel) but the input layout is unknown; pass one "
-                     "value, or --layout (and --size for flat inputs)")
-
-
-def _overrides(args) -> dict:
-    """--rule / --op-rule as the composite's name_map / type_map (a bad rule is a usage error)."""
-    try:
-        name_map = rule_spec.parse_assignments(args.rule, "--rule")
-        type_map = rule_spec.parse_assignments(args.op_rule, "--op-rule")
-    except OnnxLrpError as exc:
-        raise UsageError(str(exc)) from None
-    return {k: v for k, v in (("name_map", name_map), ("type_map", type_map)) if v}
-
-
-def _providers(text: str | None):
-    if not text:
-        return None
-    return [PROVIDER_ALIASES.get(p.strip().lower(), p.strip()) for p in text.split(",") if p.strip()]
-
-
+# --- helpers ---------------------------------------------------------------------------------
 def _check_parent(path) -> None:
     parent = Path(path).resolve().parent
     if not parent.is_dir():

@@ -1,10 +1,11 @@
 """Evaluate explanations: methods × metrics over a dataset, a :class:`Report` and gates on it.
 
-``settings`` (what is measured, method specs, gates), ``inputs`` (samples and masks),
-``accumulate`` (running means), ``run`` (the loop: :func:`evaluate`), ``report`` (table, JSON,
-JUnit XML, PNG curves). The command line is :mod:`onnx_lrp.evaluate`.
+``settings`` (what is measured, method specs, gates), ``dataset`` (samples and masks), ``metrics``
+(the measures, usable on their own), ``accumulate`` (running means), ``run`` (the loop:
+:func:`evaluate`), ``report`` (table, JSON, JUnit XML) and ``plotting`` (PNG curves). The command
+line is :mod:`onnx_lrp.commands.evaluate`.
 """
-from .inputs import MASK_SUFFIXES, Item, MaskFinder, iter_items, load_mask
+from .dataset import MASK_SUFFIXES, Item, MaskFinder, iter_items, load_mask
 from .report import GateResult, Report
 from .run import evaluate
 from .settings import (DEFAULT_METHODS, DEFAULT_METRICS, LOCALISATION, LOWER_IS_BETTER, METRIC_GROUPS, Gate,

@@ -5,7 +5,7 @@ import math
 
 import numpy as np
 
-from .. import metrics as M
+from . import metrics as M
 
 class RunningMean:
     """Mean and standard deviation of a stream of values, NaNs skipped."""

@@ -136,7 +136,7 @@ class Report:
 
     def write_plots(self, directory) -> list[Path]:
         """``region_perturbation.png``: every method's mean MoRF and LeRF curves."""
-        from ..plotting import plot_perturbation_curves
+        from .plotting import plot_perturbation_curves
 
         directory = Path(directory)
         try:

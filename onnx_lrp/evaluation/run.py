@@ -6,12 +6,12 @@ from dataclasses import asdict
 
 import numpy as np
 
-from .. import metrics as M
+from . import metrics as M
 from ..attribution import attribute, attributor
 from ..errors import InvalidInput
 from ..explainer import Explainer
 from .accumulate import MeanCurves, RunningMean
-from .inputs import Item, batches, input_files, iter_items, mask_source
+from .dataset import Item, batches, input_files, iter_items, mask_source
 from .report import Report
 from .settings import DEFAULT_METHODS, DEFAULT_METRICS, LOCALISATION, METRIC_GROUPS, MethodSpec, Settings
 

@@ -27,8 +27,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .attribution import Attributor, _fill_values, attribute, attributor, resolve_method
-from .errors import InvalidInput
+from ..attribution import Attributor, _fill_values, attribute, attributor, resolve_method
+from ..errors import InvalidInput
 
 AUTO = "auto"
 
@@ -352,8 +352,8 @@ class RandomisationResult:
 def randomisable_layers(model, sample_shape) -> list[tuple[str, list[str]]]:
     """(node name, names of its float initializers) of every convolution and dense layer of the
     canonized model, in topological order (input side first)."""
-    from .ops import base as cat
-    from .ops.registry import handler_for
+    from ..ops import base as cat
+    from ..ops.registry import handler_for
 
     explainer = attributor(model).explainer
     g = explainer.graph(tuple(sample_shape))
@@ -402,8 +402,8 @@ def model_randomisation(model, x, target=None, method="gradient", *, layers=None
     """
     from onnx import numpy_helper
 
-    from .explainer import Explainer
-    from .weights import materialize
+    from ..explainer import Explainer
+    from ..weights import materialize
 
     a = attributor(model)
     x = a.check(x)

@@ -6,12 +6,13 @@ node of the canonized graph with its op type, the category its handler gives it,
 composite assigns, and what is wrong where something is: an op no handler supports (with the
 reason), a product whose signal cannot be told from its gate (Pass needs one), a node the
 composite's rules leave without relevance (the gate branch of a squeeze-excitation block). The
-``onnx-lrp inspect MODEL`` command prints the listing; ``python -m onnx_lrp.inspect MODEL`` too.
+``onnx-lrp inspect MODEL`` command (:mod:`onnx_lrp.commands.inspect`) prints the listing.
 """
 from __future__ import annotations
 
-import sys
 from dataclasses import asdict, dataclass, field
+
+import onnx
 
 from .compile import plan_nodes
 from .errors import InvalidInput
@@ -89,17 +90,19 @@ class Inspection:
         return "\n".join(lines)
 
 
-def inspect_model(model, composite="epsilon_plus_flat", input_shape=None, **composite_kwargs) -> Inspection:
+def inspect_model(model, composite="epsilon_plus_flat", input_shape=None, providers=None,
+                  **composite_kwargs) -> Inspection:
     """List how every node of ``model`` will be explained under ``composite``.
 
     ``input_shape``: one sample's shape or the full shape with the batch; default the declared
     input shape, with symbolic dimensions taken from the ``onnx_lrp.preprocess`` metadata size or
     set to :data:`DEFAULT_DIM` (the rules do not depend on the size; the shapes read off the
-    forward run do).
+    forward run do). ``epsilon_gamma_box`` without ``low``/``high`` takes the bounds the explain
+    command would: pixels 0 and 255 through the model's ``onnx_lrp.preprocess`` metadata.
     """
-    if isinstance(composite, str) and composite == "epsilon_gamma_box" and not composite_kwargs:
-        composite_kwargs = {"low": -1.0, "high": 1.0}  # the bounds do not change which rule a node gets
-    explainer = Explainer(model, composite=composite, **composite_kwargs)
+    if composite == "epsilon_gamma_box" and not {"low", "high"} & set(composite_kwargs):
+        composite_kwargs = {**_default_bounds(model), **composite_kwargs}
+    explainer = Explainer(model, composite=composite, providers=providers, **composite_kwargs)
     sample, notes = _sample_shape(explainer, input_shape)
     g = explainer.graph(sample)
     steps = {s.node.name: s for s in plan_nodes(g, explainer.composite, strict=False)}
@@ -188,6 +191,14 @@ def _sample_shape(explainer: Explainer, given) -> tuple[tuple, list[str]]:
     return tuple(int(d) for d in sample), [note]
 
 
+def _default_bounds(model) -> dict:
+    from . import inputs, metadata
+
+    proto = model if isinstance(model, onnx.ModelProto) else metadata.read_model_proto(model)
+    pre = inputs.resolve(metadata.from_proto(proto).preprocess, inputs.ModelInput.from_proto(proto))
+    return pre.box_bounds(label=model if not isinstance(model, onnx.ModelProto) else "the model")
+
+
 def _metadata_size(explainer: Explainer):
     try:
         from .metadata import from_proto
@@ -196,12 +207,5 @@ def _metadata_size(explainer: Explainer):
         return None
 
 
-def main(argv=None) -> int:
-    from .cli import main as cli_main
-    return cli_main(["inspect", *(sys.argv[1:] if argv is None else argv)])
-
-
 __all__ = ["inspect_model", "Inspection", "NodeRow", "DEFAULT_DIM"]
 
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -97,7 +97,7 @@ def _save(image: Image.Image, path: Path) -> Path:
     import os
     import tempfile
 
-    from .errors import OutputError
+    from ..errors import OutputError
 
     if not path.parent.is_dir():
         raise OutputError(f"cannot write {str(path)!r}: directory {str(path.parent)!r} does not exist")

@@ -1,0 +1,138 @@
+"""Option groups shared by the subcommands, defined once so that the commands cannot disagree.
+
+Each ``add_*`` function adds one group to a subcommand's parser; the functions below them turn the
+parsed values into what the library takes. A flag means the same thing, takes the same values and
+fails the same way in every command that has it (``tests/test_cli_options.py`` checks this).
+"""
+from __future__ import annotations
+
+import argparse
+import difflib
+
+from .. import composites, rule_spec
+from ..cli import UsageError
+from ..errors import CompositeError, InvalidTarget
+
+#: Short names for onnxruntime execution providers (``--providers cuda,cpu``).
+PROVIDER_ALIASES = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider",
+                    "tensorrt": "TensorrtExecutionProvider", "dml": "DmlExecutionProvider",
+                    "coreml": "CoreMLExecutionProvider", "openvino": "OpenVINOExecutionProvider"}
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+# --- groups --------------------------------------------------------------------------------------
+def add_composite(parser, default: str = composites.DEFAULT):
+    """``--composite`` with ``--low/--high`` (epsilon_gamma_box) and ``--rule/--op-rule``; returns the group."""
+    group = parser.add_argument_group("explanation")
+    group.add_argument("--composite", default=default, choices=composites.names(), metavar="NAME",
+                       help=f"LRP rules to use: {', '.join(composites.names())} (default %(default)s)")
+    group.add_argument("--low", type=float, nargs="+", metavar="V",
+                       help="lowest input value for epsilon_gamma_box, one or one per channel "
+                            "(default: pixel 0 through the model's preprocessing)")
+    group.add_argument("--high", type=float, nargs="+", metavar="V",
+                       help="highest input value for epsilon_gamma_box (default: pixel 255 through the preprocessing)")
+    group.add_argument("--rule", action="append", type=_assignment("--rule"), metavar="NODE=RULE",
+                       help="give a node (by name) a rule, e.g. --rule 'Mul_3=Pass' or --rule 'conv1=Epsilon(0.25)'; "
+                            "repeatable; `onnx-lrp inspect MODEL` lists node names")
+    group.add_argument("--op-rule", action="append", type=_assignment("--op-rule"), metavar="OPTYPE=RULE",
+                       help="give every node of an op type a rule, e.g. --op-rule 'MaxPool=Norm'; repeatable")
+    return group
+
+
+def add_target(parser) -> None:
+    parser.add_argument("--target", default="pred", metavar="CLASS",
+                        help="class to explain: 'pred' (the predicted class, default), a label name or an index")
+
+
+def add_providers(parser) -> None:
+    parser.add_argument("--providers", metavar="LIST",
+                        help="onnxruntime execution providers, comma-separated, e.g. cuda,cpu "
+                             "(default: CUDA when available, then CPU)")
+
+
+def add_json(parser, what: str) -> None:
+    parser.add_argument("--json", action="store_true", help=f"print {what} as one JSON document on stdout instead of text")
+
+
+def add_quiet(parser) -> None:
+    parser.add_argument("--quiet", "-q", action="store_true", help="print nothing but errors (no progress bar)")
+
+
+def add_out(parser, what: str, default: str | None = None) -> None:
+    parser.add_argument("--out", default=default, metavar="DIR",
+                        help=f"directory for {what}" + (" (default %(default)s)" if default else ""))
+
+
+# --- values ---------------------------------------------------------------------------------------
+def providers(args) -> list[str] | None:
+    """``--providers cuda,cpu`` as onnxruntime provider names (aliases expanded); None: the default."""
+    text = getattr(args, "providers", None)
+    if not text:
+        return None
+    return [PROVIDER_ALIASES.get(p.strip().lower(), p.strip()) for p in text.split(",") if p.strip()]
+
+
+def composite_kwargs(args, pre) -> dict:
+    """The composite's keyword arguments: ZBox bounds for epsilon_gamma_box (the flags, else pixels 0
+    and 255 through the preprocessing ``pre``) and the --rule/--op-rule maps. Bad values: UsageError."""
+    try:
+        kwargs = pre.box_bounds(args.low, args.high, args.model) if args.composite == "epsilon_gamma_box" else {}
+    except CompositeError as exc:
+        raise UsageError(str(exc)) from None
+    kwargs.update({k: dict(v) for k, v in (("name_map", args.rule), ("type_map", args.op_rule)) if v})
+    return kwargs
+
+
+def _assignment(flag: str):
+    """argparse type of --rule / --op-rule: ``NAME=RULE`` -> (name, Rule); a bad rule is a usage error."""
+    def parse(text: str):
+        try:
+            return next(iter(rule_spec.parse_assignments([text], flag).items()))
+        except CompositeError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+    return parse
+
+
+def build(make, *args, **kwargs):
+    """``make(*args, **kwargs)`` (an Explainer, an inspection) with composite errors (a --rule naming no
+    node, an --op-rule naming no op type) as usage errors."""
+    try:
+        return make(*args, **kwargs)
+    except CompositeError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def resolve_target(text: str | None, labels: list[str] | None, model) -> int | None:
+    """``pred`` -> None (the predicted class); a label name (exact, then ignoring case) or an index -> int."""
+    if text is None or text.strip().lower() in ("pred", "predicted"):
+        return None
+    if labels is not None and text in labels:
+        return labels.index(text)
+    if text.strip().isdigit():
+        return _in_range(int(text), labels, model)
+    if labels is None:
+        raise InvalidTarget(f"--target {text!r} is not a class index and {str(model)!r} has no labels "
+                            "(no onnx_lrp.labels metadata); pass an index, 'pred', or --labels FILE")
+    folded = [i for i, label in enumerate(labels) if label.casefold() == text.strip().casefold()]
+    if len(folded) == 1:
+        return folded[0]
+    close = difflib.get_close_matches(text, labels, n=3, cutoff=0.6)
+    hint = f"did you mean {' or '.join(map(repr, close))}? " if close else ""
+    raise InvalidTarget(f"--target {text!r} is not a label of {str(model)!r} ({len(labels)} labels); {hint}"
+                        "pass a label name, an index or 'pred'")
+
+
+def _in_range(index: int, labels, model) -> int:
+    if labels is not None and index >= len(labels):
+        raise InvalidTarget(f"--target {index} is out of range: {str(model)!r} has {len(labels)} classes "
+                            f"(0..{len(labels) - 1}); pass an index in range, a label name or 'pred'")
+    return index
