@@ -27,6 +27,16 @@ RELEVANCE = "relevance"
 _LINEAR = (cat.CONV, cat.DENSE)
 
 
+class StandIn(Handler):
+    """The handler of an unsupported op a user named a rule for (enough for Pass and Uniform,
+    which need neither the op's forward pass nor its gradient)."""
+
+    stand_in = True
+
+
+_STAND_IN = StandIn()
+
+
 @dataclass
 class Compiled:
     """An explainer graph and the names of its inputs and outputs."""
@@ -64,7 +74,7 @@ def plan_nodes(g: ModelGraph, composite: Composite, strict: bool = True) -> list
             composite, "type_map", {})
         try:
             handler = handler_for(node, g)
-            handler.check(node, g)
+            handler.validate(node, g)
             category = handler.category_of(node, g)
         except UnsupportedOp as problem:
             if not overridden:
@@ -72,7 +82,7 @@ def plan_nodes(g: ModelGraph, composite: Composite, strict: bool = True) -> list
                     raise
                 steps.append(Step(node, None, None, None, problem))
                 continue
-            handler, category = Handler(), cat.PASS
+            handler, category = _STAND_IN, cat.PASS
         is_first = not first_seen and category in _LINEAR
         first_seen = first_seen or category in _LINEAR
         steps.append(Step(node, handler, category, composite.rule_for(node, category, is_first), None, overridden))

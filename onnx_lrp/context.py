@@ -5,17 +5,10 @@ import numpy as np
 import onnx
 
 from .builder import GraphBuilder
-from .errors import CompositeError
+from .errors import CompositeError, UnsupportedOp
 from .graph import ModelGraph
-from .ops.base import Handler, attr
-
-#: Ops whose output is non-negative whatever their input.
-_NONNEG_OPS = {"Relu", "Sigmoid", "Softplus", "HardSigmoid", "Abs", "Exp", "Sqrt", "Softmax"}
-#: Ops whose output is non-negative when their (first) input is.
-_KEEPS_SIGN = {"MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool", "Flatten", "Reshape",
-               "Transpose", "Squeeze", "Unsqueeze", "Slice", "Gather", "Split", "Pad", "Expand", "Tile",
-               "ReduceMean", "ReduceSum", "ReduceMax", "Identity", "Dropout"}
-# (not Resize/Upsample: cubic interpolation of non-negative values can undershoot below zero)
+from .ops.base import Handler
+from .ops.registry import lookup
 
 
 class NodeContext:
@@ -114,29 +107,20 @@ class SharedTensors:
 
 
 def _nonnegative(g: ModelGraph, x: str, memo: dict) -> bool:
-    """True when ``x`` is provably >= 0 from the op that produced it (an optimisation only)."""
+    """True when ``x`` is provably >= 0, as the handler of the op that produced it says (an
+    optimisation only: it lets sign-splitting rules skip the x⁻ terms)."""
     name = g.producer.get(x)
-    if name is None:
+    node = g.nodes.get(name) if name is not None else None
+    handler = lookup(node, g) if node is not None else None
+    if handler is None:
         return False
-    node = g.nodes[name]
-    if node.op_type in _NONNEG_OPS:
-        return True
-    if node.op_type == "Clip":
-        low = g.const(node.input[1]) if len(node.input) > 1 and node.input[1] else None
-        return low is not None and float(np.min(low)) >= 0
-    if node.op_type in _KEEPS_SIGN or node.op_type == "Concat":
-        sources = [t for t in node.input if t in g.relevant] if node.op_type == "Concat" else [node.input[0]]
-        if node.op_type == "Pad" and _pads_with_negative(g, node):
-            return False
-        for t in sources:
-            if t not in memo:
-                memo[t] = _nonnegative(g, t, memo)
-        return all(memo[t] for t in sources)
-    return False
 
+    def nonnegative(t: str) -> bool:
+        if t not in memo:
+            memo[t] = _nonnegative(g, t, memo)
+        return memo[t]
 
-def _pads_with_negative(g: ModelGraph, node: onnx.NodeProto) -> bool:
-    if attr(node, "mode", "constant") != "constant" or len(node.input) < 3 or not node.input[2]:
+    try:
+        return handler.nonnegative_output(node, g, nonnegative)
+    except UnsupportedOp:  # a node its handler refuses is reported by the compiler, not here
         return False
-    value = g.const(node.input[2])
-    return value is None or float(np.min(value)) < 0

@@ -1,8 +1,6 @@
 """The public API: :class:`Explainer` compiles a model once per input shape and explains batches."""
 from __future__ import annotations
 
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -12,8 +10,9 @@ import onnx
 from . import composites
 from .canonize import canonize
 from .compile import RELEVANCE, TARGET, Compiled, compile_explainer
-from .errors import InvalidInput, InvalidTarget, OnnxLrpError, OutputError
+from .errors import InvalidInput, InvalidTarget, OnnxLrpError
 from .executor import CUDA, make_session, resolve_providers
+from .files import write_atomic
 from .graph import FLOAT_TYPES, ModelGraph, data_input, declared_shape, load_detached
 from .weights import materialize
 from .ops.registry import supported_op_types
@@ -60,7 +59,7 @@ class Explainer:
 
     Parameters
     ----------
-    model : str, path or onnx.ModelProto
+    model : str, path, onnx.ModelProto, bytes, or a graph.ReadModel (a file read once, handed over)
     composite : str or Composite
         A preset name (see :func:`onnx_lrp.composites.names`) or a composite object.
     providers : list of str, optional
@@ -190,23 +189,8 @@ class Explainer:
 
 
 def write_model(model: onnx.ModelProto, path) -> Path:
-    """Write atomically: a temporary file in the same directory, then rename."""
-    path = Path(path)
-    if not path.parent.exists() or not os.access(path.parent, os.W_OK):
-        raise OutputError(f"cannot write {str(path)!r}: directory {str(path.parent)!r} does not exist or is not "
-                          "writable; choose another path")
-    tmp = None
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-        os.close(fd)
-        onnx.save(model, tmp)
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; a saved model is meant to be shared
-        os.replace(tmp, path)
-    except Exception as exc:
-        if tmp is not None and os.path.exists(tmp):
-            os.unlink(tmp)
-        raise OutputError(f"cannot write {str(path)!r}: {exc}") from exc
-    return path
+    """Write ``model`` to ``path`` atomically (:func:`onnx_lrp.files.write_atomic`)."""
+    return write_atomic(path, lambda handle: handle.write(model.SerializeToString()), "model ")
 
 
 def _pick_output(proto: onnx.ModelProto, label: str, name: str | None) -> str:

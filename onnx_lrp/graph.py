@@ -47,7 +47,26 @@ def load_detached(model) -> tuple[onnx.ModelProto, str, WeightStore]:
     return _prepare(light, label), label, store
 
 
+@dataclass
+class ReadModel:
+    """A model file already read by :func:`read_model`, handed to :func:`load_model` /
+    :func:`load_detached` (or an :class:`~onnx_lrp.Explainer`) without a copy: the reader gives it
+    up. What the command line uses so that the file is read once for its metadata and its graph."""
+
+    proto: onnx.ModelProto
+    label: str
+
+    @classmethod
+    def read(cls, path) -> "ReadModel":
+        return cls(read_model(path), str(path))
+
+
 def _read(model) -> tuple[onnx.ModelProto, str]:
+    if isinstance(model, ReadModel):
+        proto, model.proto = model.proto, None  # handed over: the caller's copy is not kept alive
+        if proto is None:
+            raise ModelLoadError(f"model {model.label!r} was already handed over once; read it again")
+        return proto, model.label
     if isinstance(model, onnx.ModelProto):
         proto = onnx.ModelProto()
         proto.CopyFrom(model)
@@ -74,17 +93,19 @@ def _read_source(model) -> tuple[onnx.ModelProto, str]:
     if not isinstance(model, (str, os.PathLike)):
         raise ModelLoadError(f"cannot load a model from {type(model).__name__} {model!r}; pass the path of an "
                              ".onnx file, an onnx.ModelProto or its serialized bytes")
-    return _read_file(model), str(model)
+    return read_model(model), str(model)
 
 
-def _read_file(path) -> onnx.ModelProto:
+def read_model(path, external_data: bool = True) -> onnx.ModelProto:
+    """The one reader of model files: ``path`` parsed, with its external weights unless
+    ``external_data=False`` (enough for metadata and input shapes)."""
     path = Path(os.fspath(path))
     if path.is_dir():
         raise ModelLoadError(f"model path {str(path)!r} is a directory; pass the path of an .onnx file")
     if not path.is_file():
         raise ModelLoadError(f"model file {str(path)!r} does not exist; pass the path of an .onnx file")
     try:
-        return onnx.load(str(path), load_external_data=True)
+        return onnx.load(str(path), load_external_data=external_data)
     except Exception as exc:  # protobuf raises several unrelated types
         raise ModelLoadError(
             f"cannot read {str(path)!r} as an ONNX model ({type(exc).__name__}: {exc}); "
@@ -214,6 +235,8 @@ class ModelGraph:
     nodes: dict[str, onnx.NodeProto] = field(default_factory=dict)
     producer: dict[str, str] = field(default_factory=dict)
     relevant: set[str] = field(default_factory=set)
+    _memo: dict = field(default_factory=dict, repr=False)
+    _order_cache: dict | None = field(default=None, repr=False)
 
     @classmethod
     def build(cls, model, label, input_name, output_name, shapes, dtypes) -> "ModelGraph":
@@ -254,6 +277,14 @@ class ModelGraph:
     def is_relevant_node(self, node: onnx.NodeProto) -> bool:
         return any(t in self.relevant for t in node.output)
 
+    def memo(self, kind: str, node: onnx.NodeProto, compute):
+        """A per-node fact computed once for this graph (``compute()``), e.g. a handler's
+        interpolation matrices or a product's pattern; ``kind`` keeps different facts apart."""
+        key = (kind, node.name)
+        if key not in self._memo:
+            self._memo[key] = compute()
+        return self._memo[key]
+
     def relevant_inputs(self, node: onnx.NodeProto) -> list[int]:
         return [i for i, t in enumerate(node.input) if t in self.relevant]
 
@@ -273,6 +304,6 @@ class ModelGraph:
 
     @property
     def _order(self) -> dict[str, int]:
-        if not hasattr(self, "_order_cache"):
+        if self._order_cache is None:
             self._order_cache = {n.name: i for i, n in enumerate(self.model.graph.node)}
         return self._order_cache

@@ -12,14 +12,12 @@ Typical use::
 
 from __future__ import annotations
 
-import os
-import tempfile
-from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-from onnx_lrp.errors import InvalidInput, OutputError
+from onnx_lrp.errors import InvalidInput
+from onnx_lrp.files import write_atomic
 
 LAYOUTS = ("nchw", "nhwc")
 
@@ -275,23 +273,8 @@ def save_png(img, path):
     onnx_lrp.errors.OutputError
         If the directory is missing or not writable, or the file cannot be written.
     """
-    path = Path(path)
     image = img if isinstance(img, Image.Image) else Image.fromarray(_as_uint8_array(img))
-    try:
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    except OSError as err:
-        raise OutputError(
-            f"cannot write PNG {str(path)!r}: directory {str(path.parent)!r} is missing or not "
-            f"writable ({err.strerror}); create it or choose another output path"
-        ) from err
-    try:
-        _write_and_rename(image, fd, tmp, path)
-    except BaseException as err:
-        _remove_quietly(tmp)
-        if isinstance(err, OSError):
-            raise OutputError(f"cannot write PNG {str(path)!r}: {err}") from err
-        raise
-    return path
+    return write_atomic(path, lambda handle: image.save(handle, format="PNG"), "PNG ")
 
 
 def _as_uint8_array(img):
@@ -301,19 +284,3 @@ def _as_uint8_array(img):
             f"save_png needs a PIL image or a uint8 (H, W[, 3|4]) array, got {array.dtype} {array.shape}"
         )
     return array
-
-
-def _write_and_rename(image, fd, tmp, path):
-    with os.fdopen(fd, "wb") as handle:
-        image.save(handle, format="PNG")
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.chmod(tmp, 0o644)  # mkstemp creates 0600; a saved picture should be readable by others
-    os.replace(tmp, path)
-
-
-def _remove_quietly(tmp):
-    try:
-        os.unlink(tmp)
-    except OSError:
-        pass  # already gone, or the directory vanished; the original error matters more

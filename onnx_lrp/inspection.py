@@ -12,11 +12,12 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
-import onnx
+import os
 
 from .compile import plan_nodes
 from .errors import InvalidInput
 from .explainer import Explainer
+from .graph import ReadModel
 from .rules import Pass
 
 #: Size used for a symbolic (non-batch) input dimension that nothing else determines.
@@ -101,6 +102,8 @@ def inspect_model(model, composite="epsilon_plus_flat", input_shape=None, provid
     command would: pixels 0 and 255 through the model's ``onnx_lrp.preprocess`` metadata.
     """
     if composite == "epsilon_gamma_box" and not {"low", "high"} & set(composite_kwargs):
+        if isinstance(model, (str, os.PathLike)):
+            model = ReadModel.read(model)  # read once: bounds from its metadata, then the graph
         composite_kwargs = {**_default_bounds(model), **composite_kwargs}
     explainer = Explainer(model, composite=composite, providers=providers, **composite_kwargs)
     sample, notes = _sample_shape(explainer, input_shape)
@@ -127,8 +130,7 @@ def _row(index, node, step, g, reached) -> NodeRow:
     rule = repr(step.rule)
     inputs = step.handler.relevant_inputs(node, g)
     if isinstance(step.rule, Pass) and len(inputs) > 1:
-        signal = getattr(step.handler, "signal", None)
-        if signal is None or signal(node, g) is None:
+        if step.handler.signal(node, g) is None:
             return NodeRow(index, node.name, node.op_type, step.category, rule, "needs rule",
                            f"a product of {len(inputs)} activations with no recognisable signal; Pass cannot "
                            "choose, name a rule (e.g. Uniform)")
@@ -136,8 +138,7 @@ def _row(index, node, step, g, reached) -> NodeRow:
         return NodeRow(index, node.name, node.op_type, step.category, rule, "no relevance",
                        "feeds only gates or statistics, which the rules treat as constants")
     status = "overridden" if step.overridden else "ok"
-    reason = "a rule named by the user stands in for an unsupported op" if step.overridden and \
-        type(step.handler).__name__ == "Handler" else ""
+    reason = "a rule named by the user stands in for an unsupported op" if step.handler.stand_in else ""
     return NodeRow(index, node.name, node.op_type, step.category, rule, status, reason)
 
 
@@ -153,9 +154,8 @@ def _reached(g, steps) -> set[str]:
         if step.problem is not None:
             continue
         inputs = [node.input[i] for i in step.handler.relevant_inputs(node, g)]
-        signal = getattr(step.handler, "signal", None)
-        if isinstance(step.rule, Pass) and len(inputs) > 1 and signal is not None:
-            position = signal(node, g)
+        if isinstance(step.rule, Pass) and len(inputs) > 1:
+            position = step.handler.signal(node, g)
             inputs = inputs[position:position + 1] if position is not None else inputs
         carrying.update(inputs)
     return reached
@@ -192,11 +192,12 @@ def _sample_shape(explainer: Explainer, given) -> tuple[tuple, list[str]]:
 
 
 def _default_bounds(model) -> dict:
+    """ZBox bounds as the explain command derives them: pixels 0 and 255 through the preprocessing."""
     from . import inputs, metadata
 
-    proto = model if isinstance(model, onnx.ModelProto) else metadata.read_model_proto(model)
+    proto, label = (model.proto, model.label) if isinstance(model, ReadModel) else (model, "the model")
     pre = inputs.resolve(metadata.from_proto(proto).preprocess, inputs.ModelInput.from_proto(proto))
-    return pre.box_bounds(label=model if not isinstance(model, onnx.ModelProto) else "the model")
+    return pre.box_bounds(label=label)
 
 
 def _metadata_size(explainer: Explainer):

@@ -154,15 +154,9 @@ class ModelMetadata:
 
 def read_model_proto(path) -> onnx.ModelProto:
     """The model's protobuf without its external weights (enough for metadata and input shapes)."""
-    path = Path(os.fspath(path))
-    if not path.is_file():
-        what = "is a directory" if path.is_dir() else "does not exist"
-        raise ModelLoadError(f"model file {str(path)!r} {what}; pass the path of an .onnx file")
-    try:
-        proto = onnx.load(str(path), load_external_data=False)
-    except Exception as exc:  # protobuf raises several unrelated types
-        raise ModelLoadError(f"cannot read {str(path)!r} as an ONNX model ({type(exc).__name__}: {exc}); "
-                             "is it a complete .onnx file?") from exc
+    from .graph import read_model
+
+    proto = read_model(path, external_data=False)
     if not proto.graph.node:
         raise ModelLoadError(f"{str(path)!r} holds no graph nodes; is it a complete ONNX model file?")
     return proto

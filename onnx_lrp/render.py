@@ -8,8 +8,8 @@ For an input named ``NAME`` the files are
 ``NAME.layers.npz``     with ``--keep-layers``: tensor name -> relevance at that tensor
 ``NAME.json``           the summary (model, composite, prediction, target, output, relevance sum, ...)
 
-Every file is written to a temporary name in the output directory and renamed into place, so a
-failure never leaves a half-written file.
+Every file is written with :func:`onnx_lrp.files.write_atomic` (a temporary name in the output
+directory, then a rename), so a failure never leaves a half-written file.
 """
 from __future__ import annotations
 
@@ -23,6 +23,7 @@ from PIL import Image
 
 from . import heatmap
 from .errors import OutputError
+from .files import write_atomic
 from .metadata import Preprocess
 
 OVERLAY_MAX_ALPHA = 0.9
@@ -48,31 +49,7 @@ def prepare_out_dir(path) -> Path:
     return path
 
 
-# --- atomic writes ---------------------------------------------------------------------------
-def write_atomic(path, write) -> Path:
-    """Call ``write(binary_file)`` on a temporary file beside ``path``, then rename it to ``path``."""
-    path = Path(path)
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    except OSError as exc:
-        raise OutputError(f"cannot write {str(path)!r} ({exc.strerror or exc}); choose another --out") from exc
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            write(handle)
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; results should be as readable as any file
-        os.replace(tmp, path)
-    except BaseException as exc:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        if isinstance(exc, OSError):
-            raise OutputError(f"cannot write {str(path)!r} ({exc.strerror or exc}); "
-                              "is the disk full? choose another --out") from exc
-        raise
-    return path
-
-
+# --- files ------------------------------------------------------------------------------------
 def save_npy(path, array) -> Path:
     return write_atomic(path, lambda f: np.save(f, np.asarray(array), allow_pickle=False))
 

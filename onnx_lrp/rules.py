@@ -281,8 +281,7 @@ class Gradient(Rule):
 
 def _signal_position(ctx, rule) -> int:
     """Position, among the node's relevant inputs, of the one its handler calls the signal."""
-    signal = getattr(ctx.handler, "signal", None)
-    position = signal(ctx.node, ctx.g) if signal is not None else None
+    position = ctx.handler.signal(ctx.node, ctx.g)
     if position is None:
         raise CompositeError(
             f"rule {type(rule).__name__} needs a node with one relevant input or a recognised signal; node "

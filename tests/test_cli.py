@@ -22,7 +22,7 @@ import onnxruntime as ort
 import pytest
 from PIL import Image
 
-from onnx_lrp import cli, render
+from onnx_lrp import cli, files, render
 from onnx_lrp.commands import explain as explain_cmd
 from onnx_lrp.commands import options
 from onnx_lrp.errors import InvalidTarget, OutputError
@@ -493,7 +493,7 @@ def test_failed_write_leaves_the_old_file_and_no_temporary(tmp_path):
         raise OSError(28, "No space left on device")
 
     with pytest.raises(OutputError, match="No space left"):
-        render.write_atomic(target, fail)
+        files.write_atomic(target, fail)
     assert json.loads(target.read_text()) == {"a": 1}
     assert [p.name for p in tmp_path.iterdir()] == ["r.json"]
 

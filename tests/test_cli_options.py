@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import importlib
+import pathlib
 
 import pytest
 
@@ -73,3 +74,22 @@ def test_bad_shared_values_exit_2_in_every_command(name, capsys):
         assert cli.main([name, *POSITIONAL[name], *words]) == 2, words
         err = capsys.readouterr().err
         assert err.startswith("onnx-lrp: error:") and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("name", sorted(POSITIONAL))
+def test_each_command_reads_the_model_file_once(name, tmp_path, monkeypatch, capsys):
+    import onnx
+
+    from onnx_lrp import graph
+
+    models = pathlib.Path(__file__).resolve().parents[1] / "models"
+    loads = []
+    real = onnx.load
+    monkeypatch.setattr(graph.onnx, "load", lambda *a, **k: loads.append(a[0]) or real(*a, **k))
+    args = {"explain": [str(models / "digits_mlp.onnx"), str(models / "samples" / "digit.npy"), "--out",
+                        str(tmp_path)],
+            "evaluate": [str(models / "digits_mlp.onnx"), str(models / "samples" / "digit.npy"), "--methods", "lrp",
+                         "--metrics", "region_perturbation", "--steps", "2"],
+            "inspect": [str(models / "digits_mlp.onnx")]}[name]
+    assert cli.main([name, *args, "--composite", "epsilon_gamma_box", "--low", "0", "--high", "1", "-q"]) == 0
+    assert len(loads) == 1, loads

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from onnx_lrp import heatmap
+from onnx_lrp import files, heatmap
 from onnx_lrp.errors import OnnxLrpError, OutputError
 
 WHITE, BLACK = (255, 255, 255), (0, 0, 0)
@@ -205,7 +205,7 @@ def test_save_png_permission_denied_names_path(tmp_path, monkeypatch):
     def denied(*args, **kwargs):
         raise PermissionError(13, "Permission denied")
 
-    monkeypatch.setattr(heatmap.tempfile, "mkstemp", denied)
+    monkeypatch.setattr(files.tempfile, "mkstemp", denied)
     target = tmp_path / "heat.png"
     with pytest.raises(OutputError, match="not writable.*Permission denied") as info:
         heatmap.save_png(Image.new("RGB", (2, 2)), target)

@@ -16,6 +16,7 @@ from ..attribution import METHODS
 from ..evaluation import DEFAULT_METHODS, DEFAULT_METRICS, METRIC_GROUPS, Gate, Report, Settings, evaluate
 from ..evaluation.settings import parse_literal
 from ..explainer import Explainer
+from ..graph import ReadModel
 
 HELP = "measure how faithful explanations are (region perturbation, pointing game, ...) and gate on it"
 USAGE = "onnx-lrp evaluate MODEL INPUTS... [--masks DIR] [--methods ...] [--metrics ...] [options]"
@@ -83,13 +84,12 @@ def add_arguments(parser) -> None:
 def run(args) -> int:
     # gates and options are checked before the (slow) evaluation so that a typo fails at once
     gates = _gates(args)
-    proto = metadata.read_model_proto(args.model)
-    meta = metadata.from_proto(proto, repr(args.model))
-    pre = inputs.resolve(meta.preprocess, inputs.ModelInput.from_proto(proto))
-    del proto
+    model = ReadModel.read(args.model)  # read once: metadata here, the graph in the Explainer
+    meta = metadata.from_proto(model.proto, repr(args.model))
+    pre = inputs.resolve(meta.preprocess, inputs.ModelInput.from_proto(model.proto))
     kwargs = options.composite_kwargs(args, pre)
     target = options.resolve_target(args.target, meta.labels, args.model)
-    explainer = options.build(Explainer, args.model, composite=args.composite, providers=options.providers(args),
+    explainer = options.build(Explainer, model, composite=args.composite, providers=options.providers(args),
                               **kwargs)
     report = evaluate(explainer, args.inputs, masks=args.masks, methods=args.methods, metrics=args.metrics,
                       target=target, settings=_settings(args), progress=False if args.quiet else None)

@@ -14,6 +14,7 @@ from .. import heatmap, inputs, metadata, render
 from ..cli import UsageError
 from ..errors import InvalidInput, InvalidTarget, OutputError
 from ..explainer import Explainer
+from ..graph import ReadModel
 from ..progress import Progress
 
 HELP = "explain a model's prediction on inputs and write heatmaps (the default command)"
@@ -113,16 +114,15 @@ def run(args) -> int:
 
 def _prepare(args, start: float) -> tuple[Run, list[Path]]:
     """Check everything that can be checked before the (slow) explainer is built, then build it."""
-    proto = metadata.read_model_proto(args.model)
-    meta = metadata.from_proto(proto, repr(args.model))
+    model = ReadModel.read(args.model)  # read once: metadata here, the graph in the Explainer
+    meta = metadata.from_proto(model.proto, repr(args.model))
     labels = metadata.read_labels_file(args.labels) if args.labels else meta.labels
     try:
         given = meta.preprocess.override(size=args.size, layout=args.layout, channels=args.channels,
                                          scale=args.scale, mean=_tuple(args.mean), std=_tuple(args.std))
     except metadata.MetadataError as exc:
         raise UsageError(str(exc)) from None
-    pre = inputs.resolve(given, inputs.ModelInput.from_proto(proto))
-    del proto
+    pre = inputs.resolve(given, inputs.ModelInput.from_proto(model.proto))
     target = options.resolve_target(args.target, labels, args.model)
     kwargs = options.composite_kwargs(args, pre)
     files, skipped = inputs.list_inputs(args.input)
@@ -130,7 +130,7 @@ def _prepare(args, start: float) -> tuple[Run, list[Path]]:
     if args.save_explainer:
         _check_parent(args.save_explainer)
 
-    explainer = options.build(Explainer, args.model, composite=args.composite, providers=options.providers(args),
+    explainer = options.build(Explainer, model, composite=args.composite, providers=options.providers(args),
                               **kwargs)
     model_input = inputs.ModelInput.from_dims(explainer.input_name, explainer.input_shape)
     state = Run(args, explainer, model_input, inputs.resolve(given, model_input), labels, target, out,

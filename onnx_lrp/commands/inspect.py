@@ -6,6 +6,7 @@ import json
 from . import options
 from .. import inputs, metadata
 from ..cli import UsageError
+from ..graph import ReadModel
 from ..inspection import inspect_model
 
 HELP = "list every node with the rule the composite gives it, and what cannot be explained (nothing is explained)"
@@ -37,11 +38,11 @@ def add_arguments(parser) -> None:
 
 def run(args) -> int:
     shape = _shape(args.input_shape) if args.input_shape else None
-    proto = metadata.read_model_proto(args.model)
-    pre = inputs.resolve(metadata.from_proto(proto, repr(args.model)).preprocess, inputs.ModelInput.from_proto(proto))
+    model = ReadModel.read(args.model)  # read once: metadata here, the graph in inspect_model
+    meta = metadata.from_proto(model.proto, repr(args.model))
+    pre = inputs.resolve(meta.preprocess, inputs.ModelInput.from_proto(model.proto))
     kwargs = options.composite_kwargs(args, pre)
-    del proto
-    listing = options.build(inspect_model, args.model, composite=args.composite, input_shape=shape,
+    listing = options.build(inspect_model, model, composite=args.composite, input_shape=shape,
                             providers=options.providers(args), **kwargs)
     if args.json:
         print(json.dumps(listing.to_dict(), indent=1))

@@ -6,6 +6,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from ..files import write_atomic
+
 #: Distinct colours (Okabe–Ito, colour-blind safe) for the methods, in order.
 PALETTE = [(0, 114, 178), (213, 94, 0), (0, 158, 115), (204, 121, 167), (230, 159, 0), (86, 180, 233),
            (120, 120, 120), (240, 228, 66)]
@@ -94,19 +96,4 @@ def _polyline(draw, px, py, colour, dashed: bool):
 
 
 def _save(image: Image.Image, path: Path) -> Path:
-    import os
-    import tempfile
-
-    from ..errors import OutputError
-
-    if not path.parent.is_dir():
-        raise OutputError(f"cannot write {str(path)!r}: directory {str(path.parent)!r} does not exist")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".png", dir=path.parent)
-    os.close(fd)
-    try:
-        image.save(tmp, format="PNG")
-        os.replace(tmp, path)
-    except OSError as exc:
-        os.unlink(tmp)
-        raise OutputError(f"cannot write {str(path)!r}: {exc}") from exc
-    return path
+    return write_atomic(path, lambda handle: image.save(handle, format="PNG"), "PNG ")

@@ -11,6 +11,7 @@ from typing import Iterable
 import numpy as np
 
 from ..errors import InvalidInput, OutputError
+from ..files import write_text
 from .settings import METRIC_GROUPS, Gate
 
 @dataclass
@@ -105,7 +106,7 @@ class Report:
         return _jsonable(doc)
 
     def write_json(self, path) -> Path:
-        return _write_text(path, json.dumps(self.to_dict(), indent=2, allow_nan=False) + "\n")
+        return write_text(path, json.dumps(self.to_dict(), indent=2, allow_nan=False) + "\n")
 
     def junit(self) -> str:
         """JUnit XML: one test suite per method, one test case per metric; a case fails when a
@@ -132,7 +133,7 @@ class Report:
         return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(suites, encoding="unicode") + "\n"
 
     def write_junit(self, path) -> Path:
-        return _write_text(path, self.junit())
+        return write_text(path, self.junit())
 
     def write_plots(self, directory) -> list[Path]:
         """``region_perturbation.png``: every method's mean MoRF and LeRF curves."""
@@ -172,20 +173,3 @@ def _jsonable(obj):
         return int(obj)
     return obj
 
-
-def _write_text(path, text: str) -> Path:
-    import os
-    import tempfile
-
-    path = Path(path)
-    if not path.parent.is_dir():
-        raise OutputError(f"cannot write {str(path)!r}: directory {str(path.parent)!r} does not exist")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except OSError as exc:
-        Path(tmp).unlink(missing_ok=True)
-        raise OutputError(f"cannot write {str(path)!r}: {exc}") from exc
-    return path

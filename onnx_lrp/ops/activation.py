@@ -6,24 +6,22 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import ACTIVATION, Handler, attr, unsupported
+from .base import ACTIVATION, NONNEGATIVE, Handler, attr, unsupported
 from .registry import register
 
 
 class ActivationHandler(Handler):
-    """``derivative(b, node, g, x, y)`` returns dy/dx elementwise."""
+    """``derivative(b, node, g, x, y)`` returns dy/dx elementwise; ``sign``: NONNEGATIVE for
+    activations whose output is >= 0 whatever the input (ReLU, sigmoid, ...)."""
 
     category = ACTIVATION
 
-    def __init__(self, derivative):
+    def __init__(self, derivative, sign=None):
         self.derivative = derivative
+        self.sign = sign
 
-    def relevant_inputs(self, node, g):
-        return [0]
-
-    def check(self, node, g):
-        if g.relevant_inputs(node) != [0]:
-            raise unsupported(node, "its parameters (slope, bounds) depend on the data")
+    data_input = 0
+    data_dependent = "its parameters (slope, bounds) depend on the data"
 
     def vjp(self, b, node, g, grads, params):
         return [b.mul(grads[0], self.derivative(b, node, g, node.input[0], node.output[0]))]
@@ -153,9 +151,17 @@ def _pow(b, node, g, x, y):
 
 
 class PowHandler(ActivationHandler):
+    data_dependent = "Pow with a data-dependent exponent"
+
     def check(self, node, g):
         if node.input[1] in g.relevant or g.const(node.input[1]) is None:
             raise unsupported(node, "Pow with a data-dependent exponent")
+
+
+class ClipHandler(ActivationHandler):
+    def nonnegative_output(self, node, g, nonnegative):
+        low = g.const(node.input[1]) if len(node.input) > 1 and node.input[1] else None
+        return low is not None and float(np.min(low)) >= 0
 
 
 _DERIVATIVES = {
@@ -164,6 +170,9 @@ _DERIVATIVES = {
     "Softsign": _softsign, "Celu": _celu, "Exp": _exp, "Log": _log, "Sqrt": _sqrt, "Reciprocal": _reciprocal,
     "Abs": _abs, "Erf": _erf, "Gelu": _gelu,
 }
+#: activations whose output is >= 0 whatever the input
+_NONNEGATIVE = {"Relu", "Sigmoid", "Softplus", "HardSigmoid", "Abs", "Exp", "Sqrt"}
 for _op, _fn in _DERIVATIVES.items():
-    register(ActivationHandler(_fn), _op)
+    register(ActivationHandler(_fn, NONNEGATIVE if _op in _NONNEGATIVE else None), _op)
+register(ClipHandler(_clip), "Clip")
 register(PowHandler(_pow), "Pow")

@@ -2,7 +2,25 @@
 
 A handler knows, for one family of ONNX ops, how to emit (as ONNX nodes) the op's forward pass
 with substituted inputs and parameters, and its vector-Jacobian product (VJP). Rules are written
-only against this interface, so they never branch on the op type.
+only against this interface, so they never branch on the op type. It also answers what the rest
+of onnx-lrp asks about an op, so that nothing outside ``ops/`` needs a list of op types:
+
+==========================  =====================================================================
+``category_of``             the composite category (which rule a preset gives the node)
+``data_input``              the one input that carries the explained data (the others are
+                            parameters that must not depend on it), or None: every relevant input
+``relevant_inputs``         the inputs relevance flows to, signal first
+``signal``                  which relevant input Pass gives all relevance (a gate's signal)
+``check``                   raise :class:`UnsupportedOp` for attributes it cannot handle
+``params``/``weight_axes``  the weight and bias, and the weight's output / input channel axes
+``sign``                    NONNEGATIVE output whatever the input, KEEPS_SIGN (non-negative when
+                            the data is), or None; :meth:`nonnegative_output` decides per node
+``linear``                  linear in its data input for fixed parameters (bias aside)
+``forward``/``vjp``         the op on substituted inputs/parameters, and its gradient
+==========================  =====================================================================
+
+Handlers register with :func:`onnx_lrp.ops.registry.handles`; every module of this package is
+imported when the first handler is looked up, so a new file is all a new op needs.
 """
 from __future__ import annotations
 
@@ -19,6 +37,9 @@ CONV, DENSE, AFFINE, ACTIVATION, SUM, AVGPOOL, MAXPOOL, ROUTE, BATCHNORM, GATE, 
     "convolution", "dense", "affine", "activation", "sum", "avgpool", "maxpool", "route",
     "batchnorm", "gate", "normalize", "pass")
 CATEGORIES = (CONV, DENSE, AFFINE, ACTIVATION, SUM, AVGPOOL, MAXPOOL, ROUTE, BATCHNORM, GATE, NORMALIZE, PASS)
+
+#: Sign behaviours (:attr:`Handler.sign`).
+NONNEGATIVE, KEEPS_SIGN = "nonnegative", "keeps sign"
 
 
 def attr(node: onnx.NodeProto, name: str, default=None):
@@ -42,22 +63,68 @@ def unsupported(node: onnx.NodeProto, why: str) -> UnsupportedOp:
 
 
 class Handler:
-    """Base class: a parameter-free op with a single relevant input unless overridden."""
+    """Base class: a parameter-free op whose relevant inputs are those that depend on the data."""
 
     category = ROUTE
+    #: the input position carrying the explained data when the op has one data input and
+    #: parameters; None: every input that depends on the data is relevant
+    data_input: int | None = None
+    #: why a node is unsupported when a parameter input depends on the data (see :meth:`check_inputs`)
+    data_dependent = "an input other than its data input (a parameter) depends on the explained data"
+    #: NONNEGATIVE, KEEPS_SIGN or None (see :meth:`nonnegative_output`)
+    sign: str | None = None
+    #: linear in the data input for fixed parameters, bias aside (Conv, Gemm, pooling by averaging, moves)
+    linear: bool = False
+    #: True only for the stand-in handler of an unsupported op a user named a rule for
+    stand_in: bool = False
 
     def category_of(self, node: onnx.NodeProto, g: ModelGraph) -> str:
         """The composite category of this node (some families depend on the operands)."""
         return self.category
 
+    def check_inputs(self, node: onnx.NodeProto, g: ModelGraph) -> None:
+        """With a :attr:`data_input`, only that input may depend on the explained data."""
+        if self.data_input is not None and g.relevant_inputs(node) != [self.data_input]:
+            raise unsupported(node, self.data_dependent)
+
     def check(self, node: onnx.NodeProto, g: ModelGraph) -> None:
         """Raise :class:`UnsupportedOp` when this node's attributes cannot be handled."""
 
+    def validate(self, node: onnx.NodeProto, g: ModelGraph) -> None:
+        """:meth:`check_inputs` then :meth:`check`: what the compiler calls before any rule runs."""
+        self.check_inputs(node, g)
+        self.check(node, g)
+
     def relevant_inputs(self, node: onnx.NodeProto, g: ModelGraph) -> list[int]:
-        return g.relevant_inputs(node)
+        """Positions (in ``node.input``) of the inputs relevance flows to; the signal first."""
+        return [self.data_input] if self.data_input is not None else g.relevant_inputs(node)
+
+    def signal(self, node: onnx.NodeProto, g: ModelGraph) -> int | None:
+        """Position, among :meth:`relevant_inputs`, of the *signal*: the input the Pass rule gives
+        all relevance (the others, e.g. a gate or a statistic, are held constant). None when no
+        input can be called the signal (Pass then refuses the node)."""
+        return 0 if len(self.relevant_inputs(node, g)) == 1 else None
+
+    def nonnegative_output(self, node: onnx.NodeProto, g: ModelGraph, nonnegative) -> bool:
+        """Whether the output is provably >= 0; ``nonnegative(tensor)`` answers it for inputs.
+        Used to skip the x⁻ terms of sign-splitting rules (an optimisation, never a change of result)."""
+        if self.sign == NONNEGATIVE:
+            return True
+        if self.sign == KEEPS_SIGN:
+            sources = [node.input[i] for i in self.relevant_inputs(node, g)]
+            return bool(sources) and all(nonnegative(t) for t in sources)
+        return False
 
     def params(self, node: onnx.NodeProto, g: ModelGraph) -> dict[str, np.ndarray] | None:
         """``{'weight': W, 'bias': b}`` for ops with parameters, else None."""
+        return None
+
+    #: position of the weight among ``node.input`` for ops with one (Conv: 1), else None
+    weight_input: int | None = None
+
+    def weight_axes(self, node: onnx.NodeProto) -> tuple[int, int] | None:
+        """(output-channel axis, input-channel axis) of the weight input (:attr:`weight_input`), from
+        the node's attributes alone so that graph rewrites (which have no shapes) can ask too."""
         return None
 
     def forward(self, b: GraphBuilder, node: onnx.NodeProto, g: ModelGraph, inputs: list[str],
@@ -73,11 +140,6 @@ class Handler:
             params: dict | None) -> list[str]:
         """Gradients at the relevant inputs given gradients at the outputs (None = zero)."""
         raise unsupported(node, "no gradient is implemented for this op")
-
-
-def static_dims(g: ModelGraph, tensor: str) -> tuple:
-    """Probed shape; axis 0 is the batch and must not be baked into the graph."""
-    return tuple(g.shape(tensor))
 
 
 def unbroadcast(b: GraphBuilder, grad: str, grad_shape: tuple, target_shape: tuple) -> str:

@@ -9,11 +9,12 @@ from __future__ import annotations
 import numpy as np
 
 from .base import AFFINE, SUM, Handler, unbroadcast, unsupported
-from .registry import register
+from .registry import handles
 
 
 class AffineHandler(Handler):
     category = AFFINE
+    linear = True
 
     def relevant_inputs(self, node, g):
         return g.relevant_inputs(node)[:1]
@@ -63,6 +64,7 @@ class SumHandler(Handler):
     """Add/Sub/Sum/Mean of activations (residual connections)."""
 
     category = SUM
+    linear = True
 
     def check(self, node, g):
         consts = [t for i, t in enumerate(node.input) if t and i not in g.relevant_inputs(node)]
@@ -83,6 +85,7 @@ class SumHandler(Handler):
         return result
 
 
+@handles("Add", "Sub", "Mul", "Div", "Neg", "Sum", "Mean")
 class ArithmeticHandler(Handler):
     """Dispatch on how many operands carry relevance."""
 
@@ -115,6 +118,3 @@ class ArithmeticHandler(Handler):
 
     def vjp(self, b, node, g, grads, params):
         return self._pick(node, g).vjp(b, node, g, grads, params)
-
-
-register(ArithmeticHandler(), "Add", "Sub", "Mul", "Div", "Neg", "Sum", "Mean")

@@ -9,19 +9,16 @@ Gather with constant indices.
 """
 from __future__ import annotations
 
-from .base import ROUTE, Handler, attr, unsupported
+from .base import KEEPS_SIGN, ROUTE, Handler, attr
 from .registry import register_pattern
 
 
 class RuntimeGatherHandler(Handler):
     category = ROUTE
-
-    def relevant_inputs(self, node, g):
-        return [0]
-
-    def check(self, node, g):
-        if g.relevant_inputs(node) != [0]:
-            raise unsupported(node, "its indices are computed from the explained data")
+    sign = KEEPS_SIGN
+    linear = True
+    data_input = 0
+    data_dependent = "its indices are computed from the explained data"
 
     def vjp(self, b, node, g, grads, params):
         data, indices = node.input[0], node.input[1]

@@ -46,10 +46,7 @@ class Product:
 def classify(node, g) -> Product | None:
     """The product pattern of ``node`` or None when it is not a product of two activations that
     this module handles (the op type's own handler then decides)."""
-    cache = g.__dict__.setdefault("_product_patterns", {})
-    if node.name not in cache:
-        cache[node.name] = _classify(node, g)
-    return cache[node.name]
+    return g.memo("product pattern", node, lambda: _classify(node, g))
 
 
 def _classify(node, g) -> Product | None:

@@ -15,21 +15,19 @@ The VJPs are exact (the statistics are *not* held constant there), for gradient-
 from __future__ import annotations
 
 from .base import NORMALIZE, Handler, attr, unbroadcast, unsupported
-from .registry import register, register_pattern
+from .registry import handles, register_pattern
 from .structure import producer
 
 
+@handles("LayerNormalization", "InstanceNormalization")
 class NormalizationHandler(Handler):
     """``y = γ · (x − mean(x)) / sqrt(var(x) + ε) + β`` over :meth:`axes`, γ and β constant."""
 
     category = NORMALIZE
-
-    def relevant_inputs(self, node, g):
-        return [0]
+    data_input = 0
+    data_dependent = "its scale or bias depends on the data"
 
     def check(self, node, g):
-        if g.relevant_inputs(node) != [0]:
-            raise unsupported(node, "its scale or bias depends on the data")
         if any(t and g.const(t) is None for t in node.input[1:3]):
             raise unsupported(node, "its scale or bias is computed at run time; onnx-lrp needs constants")
         if any(t for t in node.output[1:]):
@@ -97,5 +95,4 @@ def _is_centring(node, g) -> bool:
             and mean.input[0] == node.input[0] and len(g.shape(node.input[1])) == len(g.shape(node.input[0])))
 
 
-register(NormalizationHandler(), "LayerNormalization", "InstanceNormalization")
 register_pattern("Sub", _is_centring, CentringHandler())

@@ -10,7 +10,7 @@ import math
 import numpy as np
 
 from .base import CONV, DENSE, Handler, attr, unsupported
-from .registry import register
+from .registry import handles
 
 
 def _spatial(shape) -> tuple:
@@ -35,11 +35,16 @@ def resolve_conv_pads(node, in_spatial, kernel, strides, dilations) -> list[int]
     return begin + end
 
 
+@handles("Conv")
 class ConvHandler(Handler):
     category = CONV
+    linear = True
+    data_input = 0
+    data_dependent = "the weight or bias is computed from the explained data; onnx-lrp needs constants"
+    weight_input = 1
 
-    def relevant_inputs(self, node, g):
-        return [0]
+    def weight_axes(self, node):
+        return (0, 1)  # (C_out, C_in / group, *kernel)
 
     def check(self, node, g):
         if g.const(node.input[1]) is None:
@@ -107,7 +112,11 @@ def flip_transpose(weight: np.ndarray, group: int) -> np.ndarray:
     return np.ascontiguousarray(np.flip(w, axis=tuple(range(2, w.ndim))))
 
 
+@handles("ConvTranspose")
 class ConvTransposeHandler(ConvHandler):
+    def weight_axes(self, node):
+        return (1, 0)  # (C_in, C_out / group, *kernel)
+
     def check(self, node, g):
         super().check(node, g)
         if attr(node, "output_shape") or attr(node, "auto_pad", "NOTSET") not in ("NOTSET", ""):
@@ -140,11 +149,16 @@ class ConvTransposeHandler(ConvHandler):
         return [b.op("Conv", [grads[0], b.const(params["weight"], "w")], hint="convT_vjp", **geo)]
 
 
+@handles("Gemm")
 class GemmHandler(Handler):
     category = DENSE
+    linear = True
+    data_input = 0
+    data_dependent = "Gemm is supported with the data as A and a constant B"
+    weight_input = 1
 
-    def relevant_inputs(self, node, g):
-        return [0]
+    def weight_axes(self, node):
+        return (0, 1) if attr(node, "transB", 0) else (1, 0)
 
     def check(self, node, g):
         if node.input[0] not in g.relevant or g.const(node.input[1]) is None:
@@ -179,10 +193,17 @@ class GemmHandler(Handler):
         return [grad]
 
 
+@handles("MatMul")
 class MatMulHandler(Handler):
     """MatMul with one constant 2-D operand: x @ W (data first) or W @ x (data second)."""
 
     category = DENSE
+    linear = True
+
+    weight_input = 1  # x @ W, as exporters write dense layers; W @ x has the weight first
+
+    def weight_axes(self, node):
+        return (1, 0)  # W (in, out) of x @ W
 
     def _data_index(self, node, g) -> int:
         return 0 if node.input[0] in g.relevant else 1
@@ -216,9 +237,3 @@ class MatMulHandler(Handler):
         wt = b.const(np.ascontiguousarray(params["weight"].T), "wT")
         args = [grads[0], wt] if self._data_index(node, g) == 0 else [wt, grads[0]]
         return [b.op("MatMul", args, hint="matmul_vjp")]
-
-
-register(ConvHandler(), "Conv")
-register(ConvTransposeHandler(), "ConvTranspose")
-register(GemmHandler(), "Gemm")
-register(MatMulHandler(), "MatMul")

@@ -5,16 +5,17 @@ from __future__ import annotations
 import numpy as np
 
 from .base import BATCHNORM, PASS, Handler, attr, unsupported
-from .registry import register
+from .registry import handles
 
 
+@handles("BatchNormalization")
 class BatchNormHandler(Handler):
     """Inference BN ``y = a·x + c`` per channel (axis 1)."""
 
     category = BATCHNORM
-
-    def relevant_inputs(self, node, g):
-        return [0]
+    data_dependent = "BatchNormalization with data-dependent statistics"
+    linear = True
+    data_input = 0
 
     def check(self, node, g):
         if any(g.const(t) is None for t in node.input[1:5]):
@@ -32,14 +33,9 @@ class BatchNormHandler(Handler):
         return [b.mul(grads[0], b.const(self._scale(node, g), "bn_scale"))]
 
 
+@handles("LRN")
 class LRNHandler(Handler):
     """Local response normalisation; its gradient is not implemented (only Pass applies)."""
 
     category = PASS
-
-    def relevant_inputs(self, node, g):
-        return [0]
-
-
-register(BatchNormHandler(), "BatchNormalization")
-register(LRNHandler(), "LRN")
+    data_input = 0

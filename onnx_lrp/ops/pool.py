@@ -10,9 +10,9 @@ from __future__ import annotations
 import numpy as np
 from onnx import helper
 
-from .base import AVGPOOL, MAXPOOL, Handler, attr, unsupported
+from .base import AVGPOOL, KEEPS_SIGN, MAXPOOL, Handler, attr, unsupported
 from .linear import resolve_conv_pads
-from .registry import register
+from .registry import handles
 
 
 def _pool_geometry(node, in_spatial):
@@ -24,11 +24,11 @@ def _pool_geometry(node, in_spatial):
     return kernel, strides, dilations, pads
 
 
+@handles("MaxPool", "GlobalMaxPool")
 class MaxPoolHandler(Handler):
     category = MAXPOOL
-
-    def relevant_inputs(self, node, g):
-        return [0]
+    sign = KEEPS_SIGN
+    data_input = 0
 
     def check(self, node, g):
         if attr(node, "storage_order", 0) != 0:
@@ -79,11 +79,12 @@ def _unpool_fits(node, g, attrs: dict) -> bool:
                for i, (size, out, k, s) in enumerate(zip(in_spatial, out_spatial, kernel, strides)))
 
 
+@handles("AveragePool")
 class AveragePoolHandler(Handler):
     category = AVGPOOL
-
-    def relevant_inputs(self, node, g):
-        return [0]
+    sign = KEEPS_SIGN
+    linear = True
+    data_input = 0
 
     def vjp(self, b, node, g, grads, params):
         in_spatial = tuple(g.shape(node.input[0])[2:])
@@ -131,11 +132,12 @@ def _contract_spatial(b, grad, mats, rank):
     return grad
 
 
+@handles("GlobalAveragePool")
 class GlobalAveragePoolHandler(Handler):
     category = AVGPOOL
-
-    def relevant_inputs(self, node, g):
-        return [0]
+    sign = KEEPS_SIGN
+    linear = True
+    data_input = 0
 
     def vjp(self, b, node, g, grads, params):
         x = node.input[0]
@@ -144,13 +146,14 @@ class GlobalAveragePoolHandler(Handler):
         return [b.op("Expand", [grad, b.op("Shape", [x])], hint="gap_vjp")]
 
 
+@handles("ReduceSum", "ReduceMean")
 class ReduceHandler(Handler):
     """ReduceSum and ReduceMean: sums over axes (Norm rule)."""
 
     category = AVGPOOL
-
-    def relevant_inputs(self, node, g):
-        return [0]
+    sign = KEEPS_SIGN
+    linear = True
+    data_input = 0
 
     def axes(self, node, g) -> list[int]:
         rank = len(g.shape(node.input[0]))
@@ -178,9 +181,3 @@ class ReduceHandler(Handler):
         if not attr(node, "keepdims", 1) and axes:
             grad = b.op("Unsqueeze", [grad, b.ints(axes)])
         return [b.op("Expand", [grad, b.op("Shape", [x])], hint="reduce_vjp")]
-
-
-register(MaxPoolHandler(), "MaxPool", "GlobalMaxPool")
-register(AveragePoolHandler(), "AveragePool")
-register(GlobalAveragePoolHandler(), "GlobalAveragePool")
-register(ReduceHandler(), "ReduceSum", "ReduceMean")

@@ -1,5 +1,13 @@
-"""Maps (domain, op_type) to the handler that propagates relevance through it."""
+"""Maps (domain, op_type) to the handler that propagates relevance through it.
+
+A handler class registers itself with :func:`handles`; every module of :mod:`onnx_lrp.ops` is
+imported the first time a handler is looked up, so a handler in a new file is found without
+being listed anywhere.
+"""
 from __future__ import annotations
+
+import importlib
+import pkgutil
 
 import onnx
 
@@ -11,7 +19,22 @@ _HANDLERS: dict[tuple[str, str], Handler] = {}
 _PATTERNS: list[tuple[str, object, Handler]] = []
 
 
+def handles(*op_types: str, domain: str = "", when=None):
+    """Class decorator: an instance of the class handles ``op_types`` (of ``domain``), or, with
+    ``when(node, graph) -> bool``, the nodes of those op types that match the pattern."""
+    def decorate(cls):
+        handler = cls()
+        if when is None:
+            register(handler, *op_types, domain=domain)
+        else:
+            for op_type in op_types:
+                register_pattern(op_type, when, handler)
+        return cls
+    return decorate
+
+
 def register(handler: Handler, *op_types: str, domain: str = "") -> None:
+    """Register a handler instance (for families whose instances differ, e.g. one per activation)."""
     for op_type in op_types:
         _HANDLERS[(domain, op_type)] = handler
 
@@ -39,18 +62,20 @@ def lookup(node: onnx.NodeProto, g=None) -> Handler | None:
 
 
 def supported_op_types() -> list[str]:
+    """Every op type some handler registered (a composite's ``type_map`` may name them)."""
     _load_families()
-    return sorted(op for _, op in _HANDLERS)
+    return sorted({op for _, op in _HANDLERS} | {op for op, _, _ in _PATTERNS})
 
 
 _loaded = False
 
 
 def _load_families() -> None:
-    """Import every family module once; each registers its handlers on import."""
+    """Import every module of this package once; each registers its handlers on import."""
     global _loaded
     if _loaded:
         return
     _loaded = True
-    from . import activation, elementwise, linear, normalization, pool, shape  # noqa: F401
-    from . import gather, gating, layernorm, resize  # noqa: F401
+    package = __name__.rpartition(".")[0]
+    for module in sorted(m.name for m in pkgutil.iter_modules(importlib.import_module(package).__path__)):
+        importlib.import_module(f"{package}.{module}")

@@ -23,20 +23,20 @@ from onnx import TensorProto, helper, numpy_helper
 
 from ..executor import CPU, make_session
 from .base import AVGPOOL, Handler, attr, unsupported
-from .registry import register
+from .registry import handles
 
 _MODES = ("nearest", "linear", "cubic")
 
 
+@handles("Resize", "Upsample")
 class ResizeHandler(Handler):
     category = AVGPOOL
-
-    def relevant_inputs(self, node, g):
-        return [0]
+    linear = True
+    # not KEEPS_SIGN: cubic interpolation of non-negative values can undershoot below zero
+    data_input = 0
+    data_dependent = "its scales or sizes depend on the data"
 
     def check(self, node, g):
-        if g.relevant_inputs(node) != [0]:
-            raise unsupported(node, "its scales or sizes depend on the data")
         if attr(node, "mode", "nearest") not in _MODES:
             raise unsupported(node, f"interpolation mode {attr(node, 'mode')!r}")
         if attr(node, "coordinate_transformation_mode", "half_pixel") == "tf_crop_and_resize":
@@ -69,16 +69,14 @@ class ResizeHandler(Handler):
 
     def matrices(self, node, g) -> dict[int, np.ndarray]:
         """Axis -> interpolation matrix (out × in) for every axis the node changes."""
-        cache = g.__dict__.setdefault("_resize_matrices", {})
-        if node.name not in cache:
-            in_shape, out_shape = g.shape(node.input[0]), g.shape(node.output[0])
-            scales = self._scales(node, g)
-            cache[node.name] = {
-                axis: self._probe(node, axis, in_shape, out_shape, scales)
+        return g.memo("resize matrices", node, lambda: self._matrices(node, g))
+
+    def _matrices(self, node, g) -> dict[int, np.ndarray]:
+        in_shape, out_shape = g.shape(node.input[0]), g.shape(node.output[0])
+        scales = self._scales(node, g)
+        return {axis: self._probe(node, axis, in_shape, out_shape, scales)
                 for axis in range(1, len(in_shape))
-                if in_shape[axis] != out_shape[axis] or (scales is not None and scales[axis] != 1.0)
-            }
-        return cache[node.name]
+                if in_shape[axis] != out_shape[axis] or (scales is not None and scales[axis] != 1.0)}
 
     def _probe(self, node, axis, in_shape, out_shape, scales) -> np.ndarray:
         """Resize the unit vectors along ``axis`` (stacked on axis 0) with the node's attributes."""
@@ -136,6 +134,3 @@ def _apply_along(b, grad: str, mat: np.ndarray, axis: int, rank: int) -> str:
     perm[axis], perm[rank - 1] = perm[rank - 1], perm[axis]
     moved = b.op("Transpose", [grad], perm=perm)
     return b.op("Transpose", [b.op("MatMul", [moved, w])], perm=perm, hint="resize_vjp")
-
-
-register(ResizeHandler(), "Resize", "Upsample")

@@ -4,36 +4,42 @@ from __future__ import annotations
 import numpy as np
 from onnx import helper
 
-from .base import ROUTE, Handler, attr, unbroadcast, unsupported
-from .registry import register
+from .base import KEEPS_SIGN, ROUTE, Handler, attr, unbroadcast, unsupported
+from .registry import handles
 
 
 class DataHandler(Handler):
     """Single relevant data input at position 0; other inputs are constants (shapes, indices)."""
 
     category = ROUTE
-
-    def relevant_inputs(self, node, g):
-        return [0]
-
-    def check(self, node, g):
-        if g.relevant_inputs(node) != [0]:
-            raise unsupported(node, "only its first input may carry relevance")
+    data_input = 0
+    data_dependent = "only its first input may carry relevance"
 
 
+@handles("Reshape", "Flatten", "Squeeze", "Unsqueeze")
 class ReshapeHandler(DataHandler):
+    sign = KEEPS_SIGN
+    linear = True
+
     def vjp(self, b, node, g, grads, params):
         return [b.op("Reshape", [grads[0], b.op("Shape", [node.input[0]])], hint="reshape_vjp")]
 
 
+@handles("Transpose")
 class TransposeHandler(DataHandler):
+    sign = KEEPS_SIGN
+    linear = True
+
     def vjp(self, b, node, g, grads, params):
         rank = len(g.shape(node.input[0]))
         perm = attr(node, "perm", list(range(rank))[::-1])
         return [b.op("Transpose", [grads[0]], perm=[int(i) for i in np.argsort(perm)])]
 
 
+@handles("Cast")
 class CastHandler(DataHandler):
+    linear = True
+
     def vjp(self, b, node, g, grads, params):
         dtype = g.dtypes[node.input[0]]
         to = {np.dtype(np.float32): 1, np.dtype(np.float16): 10, np.dtype(np.float64): 11}.get(dtype)
@@ -42,13 +48,20 @@ class CastHandler(DataHandler):
         return [b.op("Cast", [grads[0]], to=to)]
 
 
+@handles("Expand")
 class ExpandHandler(DataHandler):
+    sign = KEEPS_SIGN
+    linear = True
+
     def vjp(self, b, node, g, grads, params):
         return [unbroadcast(b, grads[0], g.shape(node.output[0]), g.shape(node.input[0]))]
 
 
+@handles("Concat")
 class ConcatHandler(Handler):
     category = ROUTE
+    sign = KEEPS_SIGN
+    linear = True
 
     def check(self, node, g):
         if attr(node, "axis") % len(g.shape(node.output[0])) == 0:
@@ -63,7 +76,11 @@ class ConcatHandler(Handler):
         return [parts[i] for i in self.relevant_inputs(node, g)]
 
 
+@handles("Split")
 class SplitHandler(DataHandler):
+    sign = KEEPS_SIGN
+    linear = True
+
     def check(self, node, g):
         super().check(node, g)
         if attr(node, "axis", 0) % len(g.shape(node.input[0])) == 0:
@@ -83,7 +100,11 @@ class SplitHandler(DataHandler):
         return [b.op("Concat", pieces, axis=axis, hint="split_vjp")]
 
 
+@handles("Slice")
 class SliceHandler(DataHandler):
+    sign = KEEPS_SIGN
+    linear = True
+
     def check(self, node, g):
         super().check(node, g)
         if any(t and g.const(t) is None for t in node.input[1:]):
@@ -123,7 +144,11 @@ def _keeps_whole_axis(start: int, end: int, step: int) -> bool:
     return step == 1 and (start == 0 or start <= -(2 ** 31 - 1)) and end >= 2 ** 31 - 1
 
 
+@handles("Gather")
 class GatherHandler(DataHandler):
+    sign = KEEPS_SIGN
+    linear = True
+
     def check(self, node, g):
         super().check(node, g)
         if g.const(node.input[1]) is None:
@@ -165,12 +190,22 @@ def matmul_along_axis(b, grad, axis: int, mat: np.ndarray, rank: int) -> str:
     return out if axis == rank - 1 else b.op("Transpose", [out], perm=perm)
 
 
+@handles("Pad")
 class PadHandler(DataHandler):
     """Constant padding: the padded values are constants, so their relevance is dropped (the
     VJP has no path to them). Reflect, edge and wrap padding copy input values, so the VJP routes
     the relevance of every copy back to the value it was copied from."""
+    sign = KEEPS_SIGN
+    linear = True
 
     _MODES = ("constant", "reflect", "edge", "wrap")
+
+    def nonnegative_output(self, node, g, nonnegative):
+        if attr(node, "mode", "constant") == "constant" and len(node.input) > 2 and node.input[2]:
+            value = g.const(node.input[2])
+            if value is None or float(np.min(value)) < 0:
+                return False
+        return super().nonnegative_output(node, g, nonnegative)
 
     def check(self, node, g):
         super().check(node, g)
@@ -233,7 +268,11 @@ def _pad_routing(size: int, begin: int, end: int, mode: str) -> np.ndarray:
     return mat
 
 
+@handles("Tile")
 class TileHandler(DataHandler):
+    sign = KEEPS_SIGN
+    linear = True
+
     def check(self, node, g):
         super().check(node, g)
         reps = g.const(node.input[1])
@@ -251,15 +290,3 @@ class TileHandler(DataHandler):
         tiled = b.op("Reshape", [grads[0], b.ints(split)])
         axes = [1 + 2 * i for i in range(len(reps) - 1)]
         return [b.op("ReduceSum", [tiled, b.ints(axes)], keepdims=0, hint="tile_vjp")]
-
-
-register(ReshapeHandler(), "Reshape", "Flatten", "Squeeze", "Unsqueeze")
-register(TransposeHandler(), "Transpose")
-register(CastHandler(), "Cast")
-register(ExpandHandler(), "Expand")
-register(ConcatHandler(), "Concat")
-register(SplitHandler(), "Split")
-register(SliceHandler(), "Slice")
-register(GatherHandler(), "Gather")
-register(PadHandler(), "Pad")
-register(TileHandler(), "Tile")

@@ -145,7 +145,7 @@ class Case:
         self.g = self.explainer.graph(self.sample_shape)
         self.node = self.g.nodes[NODE]
         self.handler = handler_for(self.node)
-        self.handler.check(self.node, self.g)
+        self.handler.validate(self.node, self.g)
         self.rel = [self.node.input[i] for i in self.handler.relevant_inputs(self.node, self.g)]
         self.unique_rel = list(dict.fromkeys(self.rel))
         exposed = {o.name for o in model.graph.output}
