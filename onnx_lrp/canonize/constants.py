@@ -10,8 +10,8 @@ import onnx
 from onnx import numpy_helper
 from onnx.reference import ReferenceEvaluator
 
-from ..weights import tensor_value
-from ._edit import copy_model, drop_unused_initializers, remove_nodes, set_initializer
+from ._edit import copy_model, drop_unused_initializers
+from .editor import GraphEditor
 
 #: Ops never folded: random generators differ per run; Constant is handled directly.
 _NEVER_FOLD = {"RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformLike", "Multinomial",
@@ -20,23 +20,22 @@ _NEVER_FOLD = {"RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUnifo
 
 def fold_constants(model: onnx.ModelProto) -> onnx.ModelProto:
     model = copy_model(model)
+    edit = GraphEditor(model)
     known = {t.name for t in model.graph.initializer}
-    graph_inputs = {i.name for i in model.graph.input}
     opset = [o for o in model.opset_import]
-    folded = []
-    for node in model.graph.node:
-        if not _foldable(node, known, graph_inputs):
+    for node in edit.nodes():
+        if not _foldable(node, known, edit.inputs):
             continue
         try:
-            values = _evaluate(node, model, opset)
+            values = _evaluate(node, edit, opset)
         except Exception:  # noqa: BLE001 - e.g. a string Constant or an op the evaluator lacks
             continue  # left in place: the graph still runs; a handler names it if it matters
+        edit.remove(node)
         for name, value in zip(node.output, values):
             if name:
-                set_initializer(model, name, np.asarray(value))
+                edit.set_const(name, np.asarray(value))
                 known.add(name)
-        folded.append(node)
-    remove_nodes(model, folded)
+    model = edit.commit()
     drop_unused_initializers(model)
     return model
 
@@ -52,10 +51,10 @@ def _foldable(node, known, graph_inputs) -> bool:
     return bool(inputs) and all(t in known and t not in graph_inputs for t in inputs)
 
 
-def _evaluate(node, model, opset) -> list:
+def _evaluate(node, edit, opset) -> list:
     if node.op_type == "Constant":
         return [_constant_value(node)]
-    feeds = {t.name: tensor_value(t) for t in model.graph.initializer if t.name in node.input}
+    feeds = {t: edit.const(t) for t in node.input if t}
     graph = onnx.helper.make_graph(
         [node], "fold",
         [onnx.helper.make_tensor_value_info(n, onnx.TensorProto.UNDEFINED, None) for n in feeds],

@@ -14,49 +14,44 @@ import numpy as np
 import onnx
 from onnx import helper
 
-from ._edit import (consumers, copy_model, drop_unused_initializers, get_const, graph_outputs, node_key, producers,
-                    set_initializer, unique_name)
+from ._edit import copy_model, drop_unused_initializers
+from .editor import GraphEditor
 
 
 def fuse_dense_bias(model: onnx.ModelProto, ranks: dict[str, int]) -> onnx.ModelProto:
     """``ranks``: tensor name -> rank (shape inference); a MatMul of unknown input rank is kept."""
     model = copy_model(model)
-    made_by, used_by, outputs = producers(model), consumers(model), graph_outputs(model)
-    replaced = {}
-    for add in model.graph.node:
-        found = _match(model, add, made_by, used_by, outputs, ranks)
-        if found is not None:
-            replaced[node_key(add)] = found
+    edit = GraphEditor(model)
+    # every match is found on the unchanged graph, then rewritten
+    replaced = [(add, found) for add in edit.nodes() if (found := _match(edit, add, ranks)) is not None]
     if not replaced:
         return model
-    matmuls = {node_key(m) for m, _, _ in replaced.values()}
-    nodes = []
-    for node in list(model.graph.node):
-        if node_key(node) in replaced:
-            nodes += _dense(model, node, *replaced[node_key(node)])
-        elif node_key(node) not in matmuls:
-            nodes.append(node)
-    del model.graph.node[:]
-    model.graph.node.extend(nodes)
+    for add, (matmul, bias, k) in replaced:
+        edit.remove(matmul)
+        edit.remove(add)
+        edit.insert_before(add, _dense(edit, add, matmul, bias, k))
+    model = edit.commit()
     drop_unused_initializers(model)  # the replaced biases
     return model
 
 
-def _match(model, add, made_by, used_by, outputs, ranks):
+def _match(edit, add, ranks):
     if add.op_type != "Add" or len(add.input) != 2:
         return None
     for idx in (0, 1):
-        matmul = made_by.get(add.input[idx])
-        bias = get_const(model, add.input[1 - idx])
-        if matmul is None or matmul.op_type != "MatMul" or bias is None:
+        matmul = edit.producer(add.input[idx])
+        if matmul is None or matmul.op_type != "MatMul":
             continue
-        weight = get_const(model, matmul.input[1])
-        if weight is None or weight.ndim != 2 or get_const(model, matmul.input[0]) is not None:
+        bias = edit.const(add.input[1 - idx])
+        if bias is None:
+            continue
+        weight = edit.const(matmul.input[1])
+        if weight is None or weight.ndim != 2 or edit.const(matmul.input[0]) is not None:
             continue
         rank = ranks.get(matmul.input[0])
         if rank is None or rank <= 2:
             continue  # 2-D: fuse_bias makes it a Gemm directly
-        if len(used_by.get(matmul.output[0], [])) != 1 or matmul.output[0] in outputs:
+        if len(edit.consumers(matmul.output[0])) != 1 or edit.is_output(matmul.output[0]):
             continue
         m = weight.shape[1]
         if bias.size not in (1, m) or any(d != 1 for d in bias.shape[:-1]) or bias.ndim > rank:
@@ -65,17 +60,17 @@ def _match(model, add, made_by, used_by, outputs, ranks):
     return None
 
 
-def _dense(model, add, matmul, bias, k) -> list[onnx.NodeProto]:
+def _dense(edit, add, matmul, bias, k) -> list[onnx.NodeProto]:
     x, weight, out = matmul.input[0], matmul.input[1], add.output[0]
     base = matmul.name or out
 
     def fresh(suffix):
-        return unique_name(model, f"{base}/{suffix}")
+        return edit.fresh(f"{base}/{suffix}")
 
     flat_shape, b_name, last = fresh("rows_shape"), fresh("bias"), fresh("features")
-    set_initializer(model, flat_shape, np.asarray([-1, k], np.int64))
-    set_initializer(model, b_name, bias)
-    set_initializer(model, last, np.asarray([bias.shape[0]], np.int64))
+    edit.set_const(flat_shape, np.asarray([-1, k], np.int64))
+    edit.set_const(b_name, bias)
+    edit.set_const(last, np.asarray([bias.shape[0]], np.int64))
     lead, rows, dense, out_shape = (fresh(s) for s in ("leading", "rows", "dense", "out_shape"))
     return [
         helper.make_node("Shape", [x], [lead], name=fresh("LeadingShape"), start=0, end=-1),

@@ -12,8 +12,8 @@ from __future__ import annotations
 import numpy as np
 import onnx
 
-from ._edit import (attr, channel_bias, consumers, copy_model, drop_unused_initializers, get_const,
-                    graph_outputs, out_channels, producers, set_bias, set_initializer, unique_name)
+from ._edit import attr, channel_bias, copy_model, drop_unused_initializers, out_channels, set_bias
+from .editor import GraphEditor
 from .fuse_bias import fuse_bias
 
 _LINEAR = ("Conv", "ConvTranspose", "Gemm", "MatMul")
@@ -30,61 +30,60 @@ def fold_linear_affine(model: onnx.ModelProto, ranks: dict[str, int] | None = No
 
 def fold_scale(model: onnx.ModelProto) -> onnx.ModelProto:
     model = copy_model(model)
-    i = 0
-    while i < len(model.graph.node):
-        node = model.graph.node[i]
-        if node.op_type in ("Mul", "Div", "Sub") and _fold(model, node):
-            del model.graph.node[i]
-        else:
-            i += 1
+    edit = GraphEditor(model)
+    for node in edit.nodes():
+        if node.op_type in ("Mul", "Div", "Sub") and _fold(edit, node):
+            edit.remove(node)
+    model = edit.commit()
     drop_unused_initializers(model)
     return model
 
 
-def _fold(model, node) -> bool:
-    found = _linear_operand(model, node)
+def _fold(edit, node) -> bool:
+    found = _linear_operand(edit, node)
     if found is None:
         return False
     linear, const = found
-    channels = out_channels(model, linear)
-    per_channel = _per_channel(model, linear, const, channels)
+    channels = out_channels(edit, linear)
+    per_channel = _per_channel(edit, linear, const, channels)
     if per_channel is None:
         return False
-    weight = get_const(model, linear.input[1]).astype(np.float64)
+    weight = edit.const(linear.input[1]).astype(np.float64)
     if linear.op_type == "Gemm":
         weight = weight * attr(linear, "alpha", 1.0)
-    usable, bias = _bias(model, linear, channels)
+    usable, bias = _bias(edit, linear, channels)
     if not usable:
         return False
     if node.op_type == "Sub":
         if linear.op_type == "MatMul":
             return False  # no bias input to take the shift; fuse_bias handles Add only
-        _set(model, linear, weight, bias - per_channel)
+        _set(edit, linear, weight, bias - per_channel)
     else:
         scale = per_channel if node.op_type == "Mul" else 1.0 / per_channel
         if not np.all(np.isfinite(scale)):
             return False
-        _set(model, linear, _scale_weight(linear, weight, scale), None if bias is None else bias * scale)
-    _take_output(model, linear, node)
+        _set(edit, linear, _scale_weight(linear, weight, scale), None if bias is None else bias * scale)
+    _take_output(edit, linear, node)
     return True
 
 
-def _linear_operand(model, node):
+def _linear_operand(edit, node):
     """(linear producer, constant operand) when ``node`` is ``linear(x) ∘ const`` (for Div and Sub
     only with the linear op first)."""
-    made_by, used_by, outputs = producers(model), consumers(model), graph_outputs(model)
     for idx in ((0,) if node.op_type in ("Div", "Sub") else (0, 1)):
-        linear = made_by.get(node.input[idx])
-        const = get_const(model, node.input[1 - idx])
-        if linear is None or const is None or linear.op_type not in _LINEAR:
+        linear = edit.producer(node.input[idx])
+        if linear is None or linear.op_type not in _LINEAR:
             continue
-        if len(used_by.get(linear.output[0], [])) != 1 or linear.output[0] in outputs:
+        const = edit.const(node.input[1 - idx])
+        if const is None:
             continue
-        if get_const(model, linear.input[1]) is None:
+        if len(edit.consumers(linear.output[0])) != 1 or edit.is_output(linear.output[0]):
             continue
-        if len(linear.input) > 2 and linear.input[2] and get_const(model, linear.input[2]) is None:
+        if edit.const(linear.input[1]) is None:
             continue
-        if linear.op_type == "MatMul" and get_const(model, linear.input[1]).ndim != 2:
+        if len(linear.input) > 2 and linear.input[2] and edit.const(linear.input[2]) is None:
+            continue
+        if linear.op_type == "MatMul" and edit.const(linear.input[1]).ndim != 2:
             continue
         if linear.op_type == "Gemm" and attr(linear, "transA", 0):
             continue
@@ -92,7 +91,7 @@ def _linear_operand(model, node):
     return None
 
 
-def _per_channel(model, linear, const, channels) -> np.ndarray | None:
+def _per_channel(edit, linear, const, channels) -> np.ndarray | None:
     """The constant as one value per output channel, or None when it varies along other axes.
 
     Conv/ConvTranspose outputs have channels on axis 1 (constant shaped (C,1,...) or
@@ -101,7 +100,7 @@ def _per_channel(model, linear, const, channels) -> np.ndarray | None:
     if const.size == 1:
         return np.full(channels, float(const.reshape(-1)[0]))
     if linear.op_type in ("Conv", "ConvTranspose"):
-        rank = get_const(model, linear.input[1]).ndim
+        rank = edit.const(linear.input[1]).ndim
         if const.ndim > rank or const.ndim < 2:
             return None  # a 1-D constant broadcasts along the last spatial axis, not the channels
         shape = (1,) * (rank - const.ndim) + const.shape
@@ -112,11 +111,11 @@ def _per_channel(model, linear, const, channels) -> np.ndarray | None:
     return const.reshape(-1)
 
 
-def _bias(model, linear, channels) -> tuple[bool, np.ndarray | None]:
+def _bias(edit, linear, channels) -> tuple[bool, np.ndarray | None]:
     """(usable, bias per channel); a MatMul has none, a per-sample Gemm C is not usable."""
     if linear.op_type == "MatMul":
         return True, None
-    bias = channel_bias(model, linear, channels)
+    bias = channel_bias(edit, linear, channels)
     return (False, None) if bias is None else (True, bias.copy())
 
 
@@ -134,25 +133,22 @@ def _scale_weight(linear, weight, scale):
     return weight * scale[None, :]
 
 
-def _set(model, linear, weight, bias) -> None:
+def _set(edit, linear, weight, bias) -> None:
     """New weight (and bias); a Gemm's alpha and beta are folded into them."""
     if linear.op_type == "Gemm":
         for a in list(linear.attribute):
             if a.name in ("alpha", "beta"):
                 linear.attribute.remove(a)
-    w_name = unique_name(model, linear.input[1] + "_scaled")
-    set_initializer(model, w_name, weight.astype(np.float32))
-    linear.input[1] = w_name
+    w_name = edit.fresh(linear.input[1] + "_scaled")
+    edit.set_const(w_name, weight.astype(np.float32))
+    edit.set_input(linear, 1, w_name)
     if bias is None:
         return
-    set_bias(model, linear, bias, linear.input[1] + "_bias")
+    set_bias(edit, linear, bias, linear.input[1] + "_bias")
 
 
-def _take_output(model, linear, node) -> None:
+def _take_output(edit, linear, node) -> None:
     """The linear op writes the folded node's output, so downstream names are unchanged."""
     old = linear.output[0]
-    linear.output[0] = node.output[0]
-    for other in model.graph.node:
-        for i, t in enumerate(other.input):
-            if t == old:
-                other.input[i] = node.output[0]
+    edit.set_output(linear, 0, node.output[0])
+    edit.rename_uses(old, node.output[0])

@@ -9,67 +9,66 @@ from __future__ import annotations
 import numpy as np
 import onnx
 
-from ._edit import (channel_bias, consumers, copy_model, drop_unused_initializers, get_const, graph_outputs,
-                    out_channels, producers, set_attr, set_bias)
+from ._edit import channel_bias, copy_model, drop_unused_initializers, out_channels, set_attr, set_bias
+from .editor import GraphEditor
 
 
 def fuse_bias(model: onnx.ModelProto, ranks: dict[str, int] | None = None) -> onnx.ModelProto:
     """``ranks`` (tensor name -> rank) lets a 2-D MatMul + Add become a Gemm."""
     model = copy_model(model)
+    edit = GraphEditor(model)
     ranks = ranks or {}
-    i = 0
-    while i < len(model.graph.node):
-        node = model.graph.node[i]
-        if node.op_type == "Add" and _fuse(model, node, ranks):
+    for node in edit.nodes():
+        if node.op_type == "Add" and _fuse(edit, node, ranks):
             # removed at once, so a second constant Add after it sees the linear op as its producer
-            del model.graph.node[i]
-        else:
-            i += 1
+            edit.remove(node)
+    model = edit.commit()
     drop_unused_initializers(model)  # the added constants and replaced biases
     return model
 
 
-def _fuse(model, add, ranks) -> bool:
-    found = _linear_and_const(model, add)
+def _fuse(edit, add, ranks) -> bool:
+    found = _linear_and_const(edit, add)
     if found is None:
         return False
     linear, const = found
-    channels = out_channels(model, linear)
-    bias = _as_channel_bias(model, const, channels, linear, ranks)
+    channels = out_channels(edit, linear)
+    bias = _as_channel_bias(edit, const, channels, linear, ranks)
     if bias is None:
         return False
-    existing = channel_bias(model, linear, channels)
+    existing = channel_bias(edit, linear, channels)
     if existing is None:
         return False
     if linear.op_type == "MatMul":
         linear.op_type = "Gemm"
-    _set_bias(model, linear, bias + existing)
+    _set_bias(edit, linear, bias + existing)
     # the Add was the linear output's only reader: the linear op takes over the Add's output name
-    linear.output[0] = add.output[0]
+    edit.set_output(linear, 0, add.output[0])
     return True
 
 
-def _linear_and_const(model, add):
-    made_by = producers(model)
+def _linear_and_const(edit, add):
     for lin_idx in (0, 1):
-        linear = made_by.get(add.input[lin_idx])
-        const = get_const(model, add.input[1 - lin_idx])
-        if linear is None or const is None or linear.op_type not in ("Conv", "ConvTranspose", "Gemm", "MatMul"):
+        linear = edit.producer(add.input[lin_idx])
+        if linear is None or linear.op_type not in ("Conv", "ConvTranspose", "Gemm", "MatMul"):
             continue
-        if len(consumers(model).get(linear.output[0], [])) != 1 or linear.output[0] in graph_outputs(model):
+        const = edit.const(add.input[1 - lin_idx])
+        if const is None:
             continue
-        if get_const(model, linear.input[1]) is None:
+        if len(edit.consumers(linear.output[0])) != 1 or edit.is_output(linear.output[0]):
+            continue
+        if edit.const(linear.input[1]) is None:
             continue
         return linear, const
     return None
 
 
-def _as_channel_bias(model, const, channels, linear, ranks):
+def _as_channel_bias(edit, const, channels, linear, ranks):
     """The constant as a per-output-channel vector, or None when it is not one."""
     if channels is None:
         return None
     if linear.op_type in ("Conv", "ConvTranspose"):
-        rank = get_const(model, linear.input[1]).ndim
+        rank = edit.const(linear.input[1]).ndim
         if const.ndim > rank:
             return None
         shape = (1,) * (rank - const.ndim) + const.shape
@@ -85,8 +84,8 @@ def _as_channel_bias(model, const, channels, linear, ranks):
     return np.broadcast_to(const.reshape(-1), (channels,)).astype(np.float64)
 
 
-def _set_bias(model, linear, bias) -> None:
+def _set_bias(edit, linear, bias) -> None:
     if linear.op_type == "Gemm":
         set_attr(linear, "beta", 1.0)
-    set_bias(model, linear, bias, linear.name + "_bias")
+    set_bias(edit, linear, bias, linear.name + "_bias")
 

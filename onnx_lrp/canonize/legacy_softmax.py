@@ -11,38 +11,36 @@ from __future__ import annotations
 import onnx
 from onnx import helper
 
-from ._edit import attr, consumers, copy_model, graph_outputs, producers, remove_nodes
+from ._edit import attr, copy_model
+from .editor import GraphEditor
 
 
 def restore_softmax(model: onnx.ModelProto) -> onnx.ModelProto:
     """The model with each adapter replaced where shape inference shows it is a plain Softmax."""
+    if not any(node.op_type in ("Softmax", "LogSoftmax") for node in model.graph.node):
+        return copy_model(model)  # nothing to restore: skip the shape inference
     shapes = _shapes(model)
     model = copy_model(model)
-    made_by, used_by, outputs = producers(model), consumers(model), graph_outputs(model)
-    doomed, added = [], []
-    for reshape in model.graph.node:
-        found = _match(reshape, made_by, used_by, outputs, shapes)
-        if found is None:
-            continue
-        shape, flatten, softmax, x, axis = found
-        added.append((reshape, helper.make_node(softmax.op_type, [x], [reshape.output[0]], name=softmax.name,
-                                                axis=axis)))
-        doomed += [n for n in (shape, flatten, softmax, reshape) if n is not None]
-    for reshape, new in added:
-        index = list(model.graph.node).index(reshape)
-        model.graph.node.insert(index, new)
-    remove_nodes(model, doomed)  # matched by name, op type and tensors: the new node is kept
-    return model
+    edit = GraphEditor(model)
+    # every adapter is found on the unchanged graph, then rewritten
+    found = [(reshape, match) for reshape in edit.nodes() if (match := _match(edit, reshape, shapes)) is not None]
+    for reshape, (shape, flatten, softmax, x, axis) in found:
+        for node in (shape, flatten, softmax, reshape):
+            if node is not None:
+                edit.remove(node)
+        edit.insert_before(reshape, [helper.make_node(softmax.op_type, [x], [reshape.output[0]], name=softmax.name,
+                                                      axis=axis)])
+    return edit.commit()
 
 
-def _match(reshape, made_by, used_by, outputs, shapes):
+def _match(edit, reshape, shapes):
     if reshape.op_type != "Reshape" or len(reshape.input) < 2:
         return None
-    softmax = made_by.get(reshape.input[0])
-    shape = made_by.get(reshape.input[1])
+    softmax = edit.producer(reshape.input[0])
+    shape = edit.producer(reshape.input[1])
     if softmax is None or softmax.op_type not in ("Softmax", "LogSoftmax") or shape is None:
         return None
-    flatten = made_by.get(softmax.input[0])
+    flatten = edit.producer(softmax.input[0])
     if flatten is None or flatten.op_type != "Flatten" or shape.op_type != "Shape":
         return None
     x = flatten.input[0]
@@ -55,11 +53,11 @@ def _match(reshape, made_by, used_by, outputs, shapes):
     if any(d != 1 for d in dims[k + 1:]):
         return None  # several axes after k: a softmax over all of them, not over axis k
     for t in (softmax.output[0], flatten.output[0]):
-        if len(used_by.get(t, [])) != 1 or t in outputs:
+        if len(edit.consumers(t)) != 1 or edit.is_output(t):
             return None
-    if any(n.op_type != "Reshape" for n in used_by.get(shape.output[0], [])):
+    if any(n.op_type != "Reshape" for n in edit.consumers(shape.output[0])):
         return None
-    only_here = len(used_by.get(shape.output[0], [])) == 1 and shape.output[0] not in outputs
+    only_here = len(edit.consumers(shape.output[0])) == 1 and not edit.is_output(shape.output[0])
     return (shape if only_here else None), flatten, softmax, x, k
 
 

@@ -3,24 +3,27 @@ from __future__ import annotations
 
 import onnx
 
-from ._edit import copy_model, drop_unused_initializers, node_key, producers, reads
+from ._edit import copy_model, drop_unused_initializers, reads
+from .editor import GraphEditor
 
 
 def prune_to_output(model: onnx.ModelProto, output: str) -> onnx.ModelProto:
     """Keep the nodes ``output`` depends on, that output only, and the inputs those nodes read
     (an unused graph input would still have to be fed to every session)."""
     model = copy_model(model)
-    made_by = producers(model)
+    edit = GraphEditor(model)
     needed, stack = set(), [output]
     while stack:
-        node = made_by.get(stack.pop())
-        if node is None or node_key(node) in needed:
+        node = edit.producer(stack.pop())
+        if node is None or id(node) in needed:
             continue
-        needed.add(node_key(node))
+        needed.add(id(node))
         stack.extend(reads(node))
-    keep = [n for n in model.graph.node if node_key(n) in needed]
-    del model.graph.node[:]
-    model.graph.node.extend(keep)
+    for node in edit.nodes():
+        if id(node) not in needed:
+            edit.remove(node)
+    keep = edit.nodes()
+    model = edit.commit()
     outs = [o for o in model.graph.output if o.name == output]
     del model.graph.output[:]
     model.graph.output.extend(outs)

@@ -3,19 +3,23 @@ from __future__ import annotations
 
 import onnx
 
-from ._edit import copy_model, producers, remove_nodes
+from ._edit import copy_model
+from .editor import GraphEditor
 
 _SOFTMAX = ("Softmax", "LogSoftmax")
 
 
 def strip_softmax(model: onnx.ModelProto, output: str) -> tuple[onnx.ModelProto, str, str | None]:
     """Return the model, the new explained output name and the stripped op type (or None)."""
-    node = producers(model).get(output)
+    node = next((n for n in reversed(model.graph.node) if output in n.output), None)
     if node is None or node.op_type not in _SOFTMAX:
         return model, output, None
     model = copy_model(model)
+    edit = GraphEditor(model)
+    node = edit.producer(output)
     logits = node.input[0]
-    remove_nodes(model, [node])
+    edit.remove(node)
+    model = edit.commit()
     already = logits in {o.name for o in model.graph.output}
     outs = []
     for out in model.graph.output:
