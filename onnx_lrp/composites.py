@@ -14,7 +14,8 @@ import onnx
 
 from .errors import CompositeError
 from .ops import base as cat
-from .rules import AlphaBeta, Epsilon, Flat, Gamma, Gradient, Norm, Pass, Rule, ZBox, ZPlus, param_repr
+from .rules import (AlphaBeta, DetachStd, Epsilon, Flat, Gamma, Gradient, Norm, Pass, Rule, Softmax, Uniform, ZBox,
+                    ZPlus, param_repr)
 
 
 def base_map() -> dict[str, Rule]:
@@ -24,11 +25,12 @@ def base_map() -> dict[str, Rule]:
     constant and all relevance goes to the signal (signal-take-all); ``category_map={"gate":
     onnx_lrp.rules.Uniform()}`` or a ``type_map``/``name_map`` entry splits it equally instead.
     Normalisations (LayerNorm, decomposed or not) get Pass with their statistics held constant,
-    as AttnLRP's identity rule.
+    as AttnLRP's identity rule. Attention gets AttnLRP's rules: the uniform rule on products of two
+    activations (Q Kᵀ, A·V) and the softmax rule on a Softmax inside the graph.
     """
     return {
         cat.ACTIVATION: Pass(), cat.BATCHNORM: Pass(), cat.PASS: Pass(), cat.AFFINE: Pass(),
-        cat.NORMALIZE: Pass(), cat.GATE: Pass(),
+        cat.NORMALIZE: Pass(), cat.GATE: Pass(), cat.BILINEAR: Uniform(), cat.SOFTMAX: Softmax(),
         cat.SUM: Norm(), cat.AVGPOOL: Norm(),
         cat.ROUTE: Gradient(), cat.MAXPOOL: Gradient(),
         cat.DENSE: Epsilon(), cat.CONV: Epsilon(),
@@ -207,6 +209,77 @@ class EpsilonGammaBox(Composite):
                          **overrides)
 
 
+class AttnLRP(Composite):
+    """AttnLRP (Achtibat et al. 2024, "AttnLRP: attention-aware layer-wise relevance propagation for
+    transformers"), as LXT 2.1 implements it (``lxt.efficient``).
+
+    ===============================  ==============================================================
+    node                             rule
+    ===============================  ==============================================================
+    dense layers, convolutions       Epsilon(ε); Gamma(γ) with ``linear_gamma`` / ``conv_gamma``
+    elementwise affine (scale, bias,  Epsilon(ε): a constant added (position embeddings, LayerNorm
+    attention mask, γ and β)         β, masks) absorbs its share, as a bias does
+    residual sums                    Norm(ε)
+    Q Kᵀ, A·V (MatMul, Einsum)       Uniform(ε): half of each product's relevance to each operand
+    Softmax                          Softmax: ``x ⊙ (R − s ⊙ ΣR)``
+    gates (``act(gate) · up``)       Uniform(ε)
+    GELU, SiLU, tanh, ...            Pass (identity rule)
+    LayerNorm, RMSNorm               DetachStd(ε) (σ constant, centring by LRP-ε, β absorbing;
+                                     LXT's choice) or, with ``layer_norm="identity"``, Pass
+    ===============================  ==============================================================
+
+    Parameters
+    ----------
+    epsilon : float
+        ε of every ε-rule; 0 (LRP-0) is LXT's efficient setting, the default. Where a denominator is
+        exactly 0, LRP-0 passes no relevance.
+    layer_norm : {"detach", "identity"}
+    conv_gamma, linear_gamma : float, optional
+        Gamma on convolutions / dense layers instead of Epsilon (LXT's ViT recipe).
+    **overrides
+        ``type_map``, ``name_map``, ``category_map`` as for every composite.
+    """
+
+    name = "attnlrp"
+
+    def __init__(self, epsilon: float = 0.0, layer_norm: str = "detach", conv_gamma: float | None = None,
+                 linear_gamma: float | None = None, **overrides):
+        self.params = {"epsilon": epsilon, "layer_norm": layer_norm, "conv_gamma": conv_gamma,
+                       "linear_gamma": linear_gamma}
+        super().__init__(_transformer_map(epsilon, layer_norm, conv_gamma, linear_gamma, gate=Uniform(epsilon),
+                                          bilinear=Uniform(epsilon)), **overrides)
+
+
+class CPLRP(Composite):
+    """CP-LRP (Ali et al. 2022, "XAI for transformers: better explanations through conservative
+    propagation"), as LXT 2.1's ``cp_LRP`` maps: attention probabilities and gates are constants,
+    so ``A·V`` and ``act(gate) · up`` are linear in the values / the ungated branch, which get all
+    the relevance by Epsilon(ε); nothing flows into the softmax or the gate. Everything else as
+    :class:`AttnLRP` (same parameters)."""
+
+    name = "cp_lrp"
+
+    def __init__(self, epsilon: float = 0.0, layer_norm: str = "detach", conv_gamma: float | None = None,
+                 linear_gamma: float | None = None, **overrides):
+        self.params = {"epsilon": epsilon, "layer_norm": layer_norm, "conv_gamma": conv_gamma,
+                       "linear_gamma": linear_gamma}
+        super().__init__(_transformer_map(epsilon, layer_norm, conv_gamma, linear_gamma, gate=Epsilon(epsilon),
+                                          bilinear=Epsilon(epsilon)), **overrides)
+
+
+def _transformer_map(epsilon, layer_norm, conv_gamma, linear_gamma, gate, bilinear) -> dict:
+    norms = {"detach": DetachStd(epsilon), "identity": Pass()}
+    if layer_norm not in norms:
+        raise CompositeError(f"layer_norm={layer_norm!r}: choose 'detach' (σ constant, centring by LRP-ε, "
+                             "LXT's choice) or 'identity' (relevance passes unchanged)")
+    return {
+        cat.DENSE: Epsilon(epsilon) if linear_gamma is None else Gamma(linear_gamma),
+        cat.CONV: Epsilon(epsilon) if conv_gamma is None else Gamma(conv_gamma),
+        cat.AFFINE: Epsilon(epsilon), cat.SUM: Norm(epsilon), cat.AVGPOOL: Norm(epsilon),
+        cat.NORMALIZE: norms[layer_norm], cat.GATE: gate, cat.BILINEAR: bilinear, cat.SOFTMAX: Softmax(),
+    }
+
+
 def _check_categories(mapping, where: str) -> None:
     unknown = [k for k in (mapping or {}) if k not in cat.CATEGORIES]
     if unknown:
@@ -238,7 +311,7 @@ def _map_identity(mapping: dict) -> tuple:
 
 
 PRESETS = {cls.name: cls for cls in (EpsilonComposite, EpsilonPlus, EpsilonPlusFlat, EpsilonAlpha2Beta1,
-                                     EpsilonAlpha2Beta1Flat, EpsilonGammaBox)}
+                                     EpsilonAlpha2Beta1Flat, EpsilonGammaBox, AttnLRP, CPLRP)}
 DEFAULT = "epsilon_plus_flat"
 
 

@@ -93,15 +93,23 @@ class Epsilon(Rule):
     """LRP-ε (Bach et al. 2015, "On pixel-wise explanations..."): ``x ⊙ VJP_W(R / stab(z))``.
 
     ``epsilon=0`` is LRP-0; outputs with z = 0 then pass no relevance (instead of NaN).
+
+    On a node with several relevant inputs whose handler names one the *signal* (a gate times a
+    signal, attention probabilities times values) the other inputs are held constant, so the node
+    is linear in the signal, which gets all the relevance: CP-LRP (Ali et al. 2022, "XAI for
+    transformers: better explanations through conservative propagation").
     """
 
     def __init__(self, epsilon: float = 1e-6):
         self.epsilon = epsilon
 
     def __call__(self, ctx):
-        x = self._single_input(ctx)
         s = ctx.b.ratio(ctx.R, ctx.forward(), self.epsilon)
-        return [ctx.b.mul(x, ctx.vjp(s)[0])]
+        if len(ctx.inputs) == 1:
+            return [ctx.b.mul(ctx.inputs[0], ctx.vjp(s)[0])]
+        signal = _signal_position(ctx, self)
+        grads = ctx.vjp(s)
+        return [ctx.b.mul(x, grads[i]) if i == signal else None for i, x in enumerate(ctx.inputs)]
 
 
 class Norm(Rule):
@@ -259,16 +267,65 @@ class Pass(Rule):
 
 
 class Uniform(Rule):
-    """Relevance split equally over the relevant inputs: ``R_i = R / n``. AttnLRP's uniform rule
-    for the product of n activations (Achtibat et al. 2024); on a gate it is the alternative to
-    Pass (signal takes all)."""
+    """AttnLRP's uniform rule for a product of n activations (Achtibat et al. 2024, "AttnLRP:
+    attention-aware layer-wise relevance propagation for transformers"): the relevance of each
+    product of n factors is split equally over them. For a node multilinear in its relevant inputs
+    (an elementwise product, a matrix product Q Kᵀ or A·V, an Einsum) that is
+    ``R_i = x_i ⊙ VJP_i(R / stab(y)) / n``: the ε-rule over the sum of products, then 1/n of each
+    product to every factor. On an elementwise product it is ``R / n``; on a gate it is the
+    alternative to Pass (signal takes all). ``epsilon=0`` is LXT's efficient setting.
+    """
+
+    def __init__(self, epsilon: float = 0.0):
+        self.epsilon = epsilon
 
     def __call__(self, ctx):
         n = len(ctx.inputs)
         if n == 1:
             return [ctx.R]
-        share = ctx.b.mul(ctx.R, ctx.b.const(1.0 / n))
-        return [share] * n
+        if ctx.handler.stand_in:  # an op without a handler, named a rule by the user: split R itself
+            return [ctx.b.mul(ctx.R, ctx.b.const(1.0 / n))] * n
+        s = ctx.b.ratio(ctx.R, ctx.forward(), self.epsilon)
+        share = ctx.b.const(1.0 / n)
+        return [ctx.b.mul(ctx.b.mul(x, g), share) for x, g in zip(ctx.inputs, ctx.vjp(s))]
+
+
+class Softmax(Rule):
+    """AttnLRP's softmax rule (Achtibat et al. 2024, Proposition 3.1: deep Taylor decomposition at
+    the input, the bias term absorbing the rest): ``R_in = x ⊙ (R − s ⊙ Σ R)`` with x the softmax
+    input and s its output, the sum over the softmax axis. Written as ``x ⊙ VJP(R / s)``, which is
+    the same for a softmax and needs nothing but the handler's VJP. Inputs that are ±inf (masked
+    scores) count as 0, as in LXT; where s = 0 the ratio is 0.
+    """
+
+    def __call__(self, ctx):
+        x = self._single_input(ctx)
+        b = ctx.b
+        s = b.ratio(ctx.R, ctx.forward(), 0.0)
+        finite = b.op("Where", [b.op("IsInf", [x]), b.const(0.0), x])
+        return [b.mul(finite, ctx.vjp(s)[0])]
+
+
+class DetachStd(Rule):
+    """LRP-ε through a normalisation linearised with its standard deviation held constant (Ali et
+    al. 2022; AttnLRP / LXT's LayerNorm): ``y = γ (x − mean x) / σ + β`` with σ a constant is
+    affine in x, so ``R_x = x ⊙ VJP_σ(R / stab(y))`` where VJP_σ is the VJP with σ detached. The
+    centring step is LRP-ε (relevance moves between features as ``x − mean x`` mixes them) and β
+    absorbs its share like a bias. The decomposed form gets the same: the centring ``Sub`` by its
+    detached VJP, the division by σ and the Mul by γ as the identity (ε-rule on a gain), the Add of
+    β by the ε-rule. Pass is the pure identity variant.
+    """
+
+    def __init__(self, epsilon: float = 0.0):
+        self.epsilon = epsilon
+
+    def __call__(self, ctx):
+        detached = getattr(ctx.handler, "detached_vjp", None)
+        if detached is None:  # a division by σ: with σ constant the ε-rule is the identity
+            return Pass()(ctx)
+        s = ctx.b.ratio(ctx.R, ctx.forward(), self.epsilon)
+        grads = detached(ctx.b, ctx.node, ctx.g, s)
+        return [None if grad is None else ctx.b.mul(x, grad) for x, grad in zip(ctx.inputs, grads)]
 
 
 class Gradient(Rule):
@@ -329,4 +386,4 @@ def _signed_part(ctx, pairs, stabilizer, sign):
 
 
 RULES = {cls.__name__: cls for cls in (Epsilon, ZPlus, AlphaBeta, Gamma, Flat, WSquare, ZBox, Pass, Norm,
-                                       Gradient, Uniform)}
+                                       Gradient, Uniform, Softmax, DetachStd)}

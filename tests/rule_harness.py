@@ -24,13 +24,14 @@ def single_node_model(op_type, inputs, consts: dict, rank: int, **attrs) -> onnx
 
 
 def run_rule(model: onnx.ModelProto, rule, x: np.ndarray, R: np.ndarray, node_name: str = "node"):
-    """Relevance at each relevant input of ``node_name`` when ``R`` arrives at its output."""
+    """Relevance at each relevant input of ``node_name`` when ``R`` arrives at its output (inputs the
+    rule gives none, e.g. a gate, are left out)."""
     explainer = Explainer(model)
     g = explainer.graph(x.shape[1:])
     node = g.nodes[node_name]
     b = GraphBuilder(all_names(g.model) | {"R"})
     ctx = NodeContext(b, g, node, handler_for(node, g), ["R"], SharedTensors())
-    outs = rule(ctx)
+    outs = [r for r in rule(ctx) if r is not None]
     names = [f"out{i}" for i in range(len(outs))]
     for src, dst in zip(outs, names):
         b.op("Identity", [src], outputs=[dst])

@@ -36,7 +36,10 @@ from ..graph import ModelGraph
 CONV, DENSE, AFFINE, ACTIVATION, SUM, AVGPOOL, MAXPOOL, ROUTE, BATCHNORM, GATE, NORMALIZE, PASS = (
     "convolution", "dense", "affine", "activation", "sum", "avgpool", "maxpool", "route",
     "batchnorm", "gate", "normalize", "pass")
-CATEGORIES = (CONV, DENSE, AFFINE, ACTIVATION, SUM, AVGPOOL, MAXPOOL, ROUTE, BATCHNORM, GATE, NORMALIZE, PASS)
+#: Attention: a product of two activations contracting an axis (Q Kᵀ, A V), and a Softmax inside the graph.
+BILINEAR, SOFTMAX = "bilinear", "softmax"
+CATEGORIES = (CONV, DENSE, AFFINE, ACTIVATION, SUM, AVGPOOL, MAXPOOL, ROUTE, BATCHNORM, GATE, NORMALIZE, PASS,
+              BILINEAR, SOFTMAX)
 
 #: Sign behaviours (:attr:`Handler.sign`).
 NONNEGATIVE, KEEPS_SIGN = "nonnegative", "keeps sign"

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import AFFINE, SUM, Handler, unbroadcast, unsupported
+from .base import ACTIVATION, AFFINE, SUM, Handler, unbroadcast, unsupported
 from .registry import handles
 
 
@@ -85,12 +85,24 @@ class SumHandler(Handler):
         return result
 
 
+class ConstantOverHandler(Handler):
+    """``c / x`` with a constant c (``1 / sqrt(var + ε)`` of an RMSNorm exported op by op): an
+    elementwise nonlinearity of x (category activation); its VJP is ``−g · y / x``."""
+
+    category = ACTIVATION
+    data_input = 1
+
+    def vjp(self, b, node, g, grads, params):
+        local = b.op("Neg", [b.div(b.mul(grads[0], node.output[0]), node.input[1])])
+        return [unbroadcast(b, local, g.shape(node.output[0]), g.shape(node.input[1]))]
+
+
 @handles("Add", "Sub", "Mul", "Div", "Neg", "Sum", "Mean")
 class ArithmeticHandler(Handler):
     """Dispatch on how many operands carry relevance."""
 
     def __init__(self):
-        self.affine, self.sum = AffineHandler(), SumHandler()
+        self.affine, self.sum, self.constant_over = AffineHandler(), SumHandler(), ConstantOverHandler()
 
     def _pick(self, node, g) -> Handler:
         if node.op_type in ("Add", "Sub", "Sum", "Mean") and len(g.relevant_inputs(node)) > 1:
@@ -99,6 +111,8 @@ class ArithmeticHandler(Handler):
             return self.sum
         if node.op_type in ("Mul", "Div") and len(g.relevant_inputs(node)) > 1:
             raise unsupported(node, f"{node.op_type} of two activations (gating) has no rule yet")
+        if node.op_type == "Div" and g.relevant_inputs(node) == [1] and g.const(node.input[0]) is not None:
+            return self.constant_over
         return self.affine
 
     def category_of(self, node, g):

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 
 from .base import ACTIVATION, GATE, NORMALIZE, Handler, unbroadcast
 from .registry import register_pattern
-from .structure import chain, elementwise_sources, in_unit_interval, is_statistic_of
+from .structure import chain, elementwise_sources, in_unit_interval, is_statistic_of, producer
 
 
 @dataclass(frozen=True)
@@ -69,7 +69,25 @@ def _classify(node, g) -> Product | None:
     sizes = [_per_sample(g, t) for t in (a, b)]
     if sizes[0] != sizes[1]:
         return Product(GATE, 0 if sizes[0] > sizes[1] else 1)
+    activated = [_activated(g, t) for t in (a, b)]
+    if activated[0] != activated[1]:  # act(gate)·up, a gated MLP (SwiGLU, GeGLU): up is the signal
+        return Product(GATE, 1 if activated[0] else 0)
     return Product(GATE, None)
+
+
+_ACTIVATIONS = {"Relu", "Sigmoid", "Tanh", "Gelu", "Elu", "Selu", "Softplus", "HardSigmoid", "HardSwish",
+                "LeakyRelu", "Celu", "Mish", "Softsign"}
+
+
+def _activated(g, tensor) -> bool:
+    """True when ``tensor`` is the output of a nonlinear activation (an op or an ``x·f(x)`` product)."""
+    node = producer(g, tensor)
+    if node is None:
+        return False
+    if node.op_type in _ACTIVATIONS:
+        return True
+    product = classify(node, g) if node.op_type in ("Mul", "Div") else None
+    return product is not None and product.category == ACTIVATION
 
 
 def _elementwise_product(g, a: str, b: str) -> Product | None:

@@ -49,24 +49,41 @@ class NormalizationHandler(Handler):
             scale = scale.reshape((-1,) + (1,) * (rank - 2))
         return b.const(scale, "norm_scale")
 
-    def vjp(self, b, node, g, grads, params):
-        x = node.input[0]
+    def _mean(self, b, node, g):
         axes = self.axes(node, g)
-        shape = g.shape(x)
+        shape = g.shape(node.input[0])
         count = 1
         for a in axes:
             count *= int(shape[a])
 
         def mean(t):  # ReduceSum takes its axes as an input from opset 13, ReduceMean only from 18
             return b.mul(b.op("ReduceSum", [t, b.ints(axes)], keepdims=1), b.const(1.0 / count))
+        return mean
 
+    def _statistics(self, b, node, g):
+        """(centred x, 1/σ) as the node computes them."""
+        mean = self._mean(b, node, g)
+        x = node.input[0]
         centred = b.sub(x, mean(x))
         var = mean(b.mul(centred, centred))
         inv_std = b.div(b.const(1.0), b.op("Sqrt", [b.add(var, b.const(attr(node, "epsilon", 1e-5)))]))
+        return centred, inv_std
+
+    def vjp(self, b, node, g, grads, params):
+        mean = self._mean(b, node, g)
+        centred, inv_std = self._statistics(b, node, g)
         normed = b.mul(centred, inv_std)
         dn = b.mul(grads[0], self._scale(b, node, g))
         inner = b.sub(b.sub(dn, mean(dn)), b.mul(normed, mean(b.mul(dn, normed))))
         return [b.mul(inner, inv_std)]
+
+    def detached_vjp(self, b, node, g, grad):
+        """The VJP with σ held constant: ``C^T (γ/σ ⊙ grad)``, C the centring (see
+        :class:`onnx_lrp.rules.DetachStd`)."""
+        mean = self._mean(b, node, g)
+        _, inv_std = self._statistics(b, node, g)
+        v = b.mul(b.mul(grad, self._scale(b, node, g)), inv_std)
+        return [b.sub(v, mean(v))]
 
 
 class CentringHandler(Handler):
@@ -85,6 +102,17 @@ class CentringHandler(Handler):
         out_shape = g.shape(node.output[0])
         return [unbroadcast(b, grads[0], out_shape, g.shape(node.input[0])),
                 unbroadcast(b, b.op("Neg", [grads[0]]), out_shape, g.shape(node.input[1]))]
+
+    def detached_vjp(self, b, node, g, grad):
+        """The VJP of ``x − mean(x)`` into x through both paths (the mean is a function of x, not
+        a constant); the mean input gets None. For :class:`onnx_lrp.rules.DetachStd`."""
+        out_shape, mean_shape = g.shape(node.output[0]), g.shape(node.input[1])
+        axes = [i for i, (o, m) in enumerate(zip(out_shape, mean_shape)) if m == 1 and o != 1]
+        count = 1
+        for a in axes:
+            count *= int(out_shape[a])
+        mean = b.mul(b.op("ReduceSum", [grad, b.ints(axes)], keepdims=1), b.const(1.0 / count))
+        return [unbroadcast(b, b.sub(grad, mean), out_shape, g.shape(node.input[0])), None]
 
 
 def _is_centring(node, g) -> bool:

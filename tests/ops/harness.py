@@ -144,7 +144,7 @@ class Case:
         self.explainer = Explainer(model)
         self.g = self.explainer.graph(self.sample_shape)
         self.node = self.g.nodes[NODE]
-        self.handler = handler_for(self.node)
+        self.handler = handler_for(self.node, self.g)
         self.handler.validate(self.node, self.g)
         self.rel = [self.node.input[i] for i in self.handler.relevant_inputs(self.node, self.g)]
         self.unique_rel = list(dict.fromkeys(self.rel))

@@ -4,7 +4,7 @@ import pytest
 
 from onnx_lrp.errors import UnsupportedOp
 
-from .harness import F64, Case, check_op, linear_f32, node_model
+from .harness import F64, Case, away_from, check_op, linear_f32, node_model
 
 SAMPLE = (2, 3, 4)
 RNG = np.random.default_rng(7)
@@ -81,9 +81,10 @@ def test_neg():
     check_op(model, SAMPLE, fd=F64, modify=lambda p: {"weight": 2 * p["weight"], "bias": p["bias"]}, ref_model=ref)
 
 
-def test_div_by_activation_is_unsupported():
-    with pytest.raises(UnsupportedOp, match="not affine"):
-        Case(node_model("Div", SAMPLE, [C_DIV, "x"]), SAMPLE)
+def test_div_of_a_constant_by_an_activation_is_an_activation():
+    x = away_from(RNG.standard_normal((3, *SAMPLE)), [0.0], margin=0.3)
+    checked = check_op(node_model("Div", SAMPLE, [C_DIV, "x"]), SAMPLE, x=x)
+    assert checked.case.handler.category_of(checked.case.node, checked.case.g) == "activation"
 
 
 # sums of activations: prefix nodes give the node several activations of different shapes
@@ -118,7 +119,18 @@ def test_sum_of_activations_and_const_is_unsupported():
         Case(model, SAMPLE)
 
 
-def test_product_of_activations_is_unsupported():
+def test_product_of_activations_goes_to_the_product_pattern():
+    """Not affine: the product pattern (onnx_lrp/ops/gating.py) takes it; ``r_last`` is a sum of x,
+    a statistic, so the product is a normalisation with x the signal."""
     model = node_model("Mul", SAMPLE, ["x", "r_last"], prefix=[R_LAST])
-    with pytest.raises(UnsupportedOp, match="gating"):
-        Case(model, SAMPLE)
+    case = Case(model, SAMPLE)
+    assert case.handler.category_of(case.node, case.g) == "normalize"
+    assert case.rel == ["x", "r_last"]
+
+
+def test_constant_over_activation():
+    """``1 / sqrt(var + ε)`` as torch exports an RMSNorm: ``Div(c, x)``, an elementwise activation."""
+    prefix = [("Mul", ["x", "x"], "sq", {}), ("Add", ["sq", np.float32(0.5)], "d", {})]
+    model = node_model("Div", (4,), [np.float32(2.0), "d"], prefix=prefix)
+    checked = check_op(model, (4,))
+    assert checked.case.handler.category_of(checked.case.node, checked.case.g) == "activation"
