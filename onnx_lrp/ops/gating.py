@@ -31,7 +31,7 @@ from dataclasses import dataclass
 
 from .base import ACTIVATION, GATE, NORMALIZE, Handler, unbroadcast
 from .registry import register_pattern
-from .structure import chain, elementwise_sources, in_unit_interval, is_statistic_of, producer
+from .structure import MOVES, chain, elementwise_sources, in_unit_interval, is_statistic_of, producer
 
 
 @dataclass(frozen=True)
@@ -69,25 +69,59 @@ def _classify(node, g) -> Product | None:
     sizes = [_per_sample(g, t) for t in (a, b)]
     if sizes[0] != sizes[1]:
         return Product(GATE, 0 if sizes[0] > sizes[1] else 1)
-    activated = [_activated(g, t) for t in (a, b)]
-    if activated[0] != activated[1]:  # act(gate)·up, a gated MLP (SwiGLU, GeGLU): up is the signal
-        return Product(GATE, 1 if activated[0] else 0)
+    glu = _gated_linear_unit(g, a, b)
+    if glu is not None:
+        return Product(GATE, glu)
     return Product(GATE, None)
+
+
+def _gated_linear_unit(g, a: str, b: str) -> int | None:
+    """``act(x W_g) · (x W_u)`` (GLU, SwiGLU, GeGLU): both operands linear maps of one x, one of them
+    through a nonlinearity (the gate); the position of the other (the signal), else None."""
+    for gate, signal in ((0, 1), (1, 0)):
+        act = producer(g, (a, b)[gate])
+        if act is None or not _is_activation(g, act):
+            continue
+        inner = act.input[0] if act.op_type in _ACTIVATIONS else _product_input(g, act)
+        source = _linear_source(g, inner) if inner else None
+        if source is not None and source == _linear_source(g, (a, b)[signal]):
+            return signal
+    return None
 
 
 _ACTIVATIONS = {"Relu", "Sigmoid", "Tanh", "Gelu", "Elu", "Selu", "Softplus", "HardSigmoid", "HardSwish",
                 "LeakyRelu", "Celu", "Mish", "Softsign"}
+_LINEAR = {"Gemm", "MatMul", "Conv"}
 
 
-def _activated(g, tensor) -> bool:
-    """True when ``tensor`` is the output of a nonlinear activation (an op or an ``x·f(x)`` product)."""
-    node = producer(g, tensor)
-    if node is None:
-        return False
+def _is_activation(g, node) -> bool:
     if node.op_type in _ACTIVATIONS:
         return True
     product = classify(node, g) if node.op_type in ("Mul", "Div") else None
     return product is not None and product.category == ACTIVATION
+
+
+def _product_input(g, node) -> str | None:
+    """The x of an ``f(x)·h(x)`` activation: the common source of both factors."""
+    ca, cb = chain(g, node.input[0]), chain(g, node.input[1])
+    return next((t for t in cb if t in ca), None)
+
+
+def _linear_source(g, tensor: str, depth: int = 8) -> str | None:
+    """The data input of the linear layer (Gemm, MatMul, Conv with constant weights) that made
+    ``tensor``, both looked up through reshapes and the like; None if there is none."""
+    node = producer(g, tensor)
+    while node is not None and node.op_type in MOVES and depth > 0:
+        node, depth = producer(g, node.input[0]), depth - 1
+    if node is None or node.op_type not in _LINEAR or g.const(node.input[1]) is None:
+        return None
+    source = node.input[0]
+    upstream = producer(g, source)
+    while upstream is not None and upstream.op_type in MOVES and depth > 0:
+        source, upstream, depth = upstream.input[0], producer(g, upstream.input[0]), depth - 1
+    return source
+
+
 
 
 def _elementwise_product(g, a: str, b: str) -> Product | None:

@@ -212,8 +212,6 @@ class MatMulHandler(Handler):
         return [self._data_index(node, g)]
 
     def check(self, node, g):
-        if all(t in g.relevant for t in node.input[:2]):
-            raise unsupported(node, "MatMul of two activations (e.g. attention) has no rule yet")
         weight = g.const(node.input[1 - self._data_index(node, g)])
         if weight is None or weight.ndim != 2:
             raise unsupported(node, "MatMul is supported with a constant 2-D operand")

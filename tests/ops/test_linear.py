@@ -166,7 +166,8 @@ def test_matmul_const_first_2d_data_contracts_batch(batch):
         Case(model, (6,))
 
 
-def test_matmul_of_two_activations_is_unsupported():
+def test_matmul_of_two_activations_is_bilinear():
+    """Not a dense layer: onnx_lrp/ops/attention.py takes it (tests/ops/test_attention.py)."""
     model = node_model("MatMul", (4, 4), ["x", "t"], prefix=[("Transpose", ["x"], "t", {"perm": [0, 2, 1]})])
-    with pytest.raises(UnsupportedOp, match="two activations"):
-        Case(model, (4, 4))
+    case = Case(model, (4, 4))
+    assert case.handler.category_of(case.node, case.g) == "bilinear"
