@@ -64,7 +64,8 @@ def _seed_params(model: nn.Module, seed: int, scale: float = 0.2) -> None:
     with torch.no_grad():
         for name, p in model.named_parameters():
             noise = torch.randn(p.shape, generator=gen)
-            if "LayerNorm.weight" in name or name.endswith("norm.weight") or name.split(".")[-2].startswith("ln"):
+            parent = name.split(".")[-2] if "." in name else ""
+            if name.endswith(".weight") and ("norm" in parent.lower() or parent.startswith("ln")):
                 p.copy_(1.0 + 0.2 * noise)
             else:
                 p.copy_(scale * noise)
