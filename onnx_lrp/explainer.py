@@ -30,6 +30,13 @@ class Explanation:
     target : ndarray (N,) int64, the explained class per sample
     layers : dict, tensor name -> relevance at that tensor (with ``keep_layers=True``)
     notes : list of str, what onnx-lrp changed to explain the model (e.g. softmax stripped)
+    input : ndarray or None, the explained input (for showing it as a picture)
+    preprocess : :class:`onnx_lrp.metadata.Preprocess` or None, how a picture became the input
+        (from the model's metadata), so that the input can be shown as that picture again
+    labels : list of str or None, the class names (the model's ``onnx_lrp.labels``)
+
+    In a notebook an Explanation shows itself (:meth:`_repr_html_`): per sample the heatmap, the
+    picture and overlay when the input is an image, the prediction and the conservation.
     """
 
     relevance: np.ndarray
@@ -37,6 +44,9 @@ class Explanation:
     target: np.ndarray
     layers: dict[str, np.ndarray] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    input: np.ndarray | None = field(default=None, repr=False)
+    preprocess: object = field(default=None, repr=False)
+    labels: list[str] | None = field(default=None, repr=False)
 
     @property
     def prediction(self) -> np.ndarray:
@@ -52,6 +62,11 @@ class Explanation:
         """Sum of input relevance divided by the explained output, per sample."""
         total = self.relevance.reshape(len(self.relevance), -1).sum(axis=1, dtype=np.float64)
         return total / self.target_output
+
+    def _repr_html_(self) -> str:
+        from .html import explanation_html
+
+        return explanation_html(self)
 
 
 class Explainer:
@@ -128,7 +143,21 @@ class Explainer:
         layers = {t: np.concatenate([p[2][t] for p in parts]) for t in compiled.layers}
         flat = output.reshape(len(output), -1)
         chosen = np.where(targets < 0, flat.argmax(axis=1), targets).astype(np.int64)
-        return Explanation(relevance, output, chosen, layers, list(self.notes))
+        return Explanation(relevance, output, chosen, layers, list(self.notes), x, *self._metadata())
+
+    def _metadata(self) -> tuple:
+        """(preprocess, labels) from the model's metadata, for showing results; (None, None) when
+        the metadata cannot be read (explaining does not need it)."""
+        if not hasattr(self, "_meta"):
+            from . import inputs, metadata
+
+            try:
+                meta = metadata.from_proto(self.source_model, self.label)
+                model_input = inputs.ModelInput.from_dims(self.input_name, self.input_shape)
+                self._meta = (inputs.resolve(meta.preprocess, model_input), meta.labels)
+            except OnnxLrpError:
+                self._meta = (None, None)
+        return self._meta
 
     def _run(self, session, compiled: Compiled, x, targets, fixed_batch: int | None = None):
         names = [RELEVANCE, compiled.output_name] + list(compiled.layers.values())

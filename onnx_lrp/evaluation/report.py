@@ -33,6 +33,12 @@ class Report:
     curves : method -> {"fraction", "morf", "lerf"} mean perturbation curves
     randomisation : method -> {"layers", "spearman"} per cascade step
     gates : results of :meth:`check`
+    examples : the first samples with every method's relevance map (``Settings.examples``); not
+        in the JSON
+    preprocess : how pictures became the model's input (for showing the examples), or None
+
+    In a notebook a Report shows its table with the gates (:meth:`_repr_html_`);
+    :meth:`write_html` writes the whole report as one HTML file.
     """
 
     model: str
@@ -47,6 +53,8 @@ class Report:
     gates: list = field(default_factory=list)
     notes: list = field(default_factory=list)
     seconds: float = 0.0
+    examples: list = field(default_factory=list, repr=False)
+    preprocess: object = field(default=None, repr=False)
 
     def value(self, method: str, metric: str) -> float:
         entry = self.values.get(method, {}).get(metric)
@@ -99,7 +107,7 @@ class Report:
         return "\n".join(lines)
 
     def to_dict(self) -> dict:
-        doc = {k: v for k, v in asdict(self).items() if k != "gates"}
+        doc = {k: getattr(self, k) for k in self.__dataclass_fields__ if k not in _NOT_IN_JSON}
         doc["gates"] = [asdict(g) for g in self.gates]
         doc["passed"] = self.passed
         doc["summary"] = {m: {c: _finite(self.value(m, c)) for c in self.columns} for m in self.methods}
@@ -135,6 +143,17 @@ class Report:
     def write_junit(self, path) -> Path:
         return write_text(path, self.junit())
 
+    def _repr_html_(self) -> str:
+        from ..html import report_table_html
+
+        return report_table_html(self)
+
+    def write_html(self, path) -> Path:
+        """The whole report as one self-contained HTML file (:func:`onnx_lrp.html.evaluation_html`)."""
+        from ..html import write_evaluation_html
+
+        return write_evaluation_html(self, path)
+
     def write_plots(self, directory) -> list[Path]:
         """``region_perturbation.png``: every method's mean MoRF and LeRF curves."""
         from .plotting import plot_perturbation_curves
@@ -150,6 +169,9 @@ class Report:
                   for m, c in self.curves.items()}
         title = f"region perturbation: {Path(self.model).name}, {self.samples} samples"
         return [plot_perturbation_curves(curves, directory / "region_perturbation.png", title)]
+
+
+_NOT_IN_JSON = ("gates", "examples", "preprocess")
 
 
 def _fmt(value: float) -> str:

@@ -11,6 +11,7 @@ from ..attribution import attribute, attributor
 from ..errors import InvalidInput
 from ..explainer import Explainer
 from .accumulate import MeanCurves, RunningMean
+from .examples import Examples
 from .dataset import Item, batches, input_files, iter_items, mask_source
 from .report import Report
 from .settings import DEFAULT_METHODS, DEFAULT_METRICS, LOCALISATION, METRIC_GROUPS, MethodSpec, Settings
@@ -48,13 +49,16 @@ def evaluate(model, inputs, *, masks=None, methods=DEFAULT_METHODS, metrics=DEFA
     randomisation_pool: list[Item] = []
     bar = _progress(total, progress)
     a = attributor(explainer)
+    examples = Examples(settings.examples)
     try:
         for batch in batches(items, max(1, settings.batch_size)):
             x, spatial, patch = _stacked(batch, settings, channel_axis)
             targets = a.targets(x, target, settings.ort_batch)
             found = [mask_of(it, spatial, report.samples + i) for i, it in enumerate(batch)]
+            examples.start_batch(batch, x, targets, found)
             for spec in specs:
                 relevance = attribute(a, x, targets, spec.name, settings.ort_batch, **spec.resolved(settings, patch))
+                examples.add(spec.label, relevance, channel_axis)
                 _measure(a, x, relevance, targets, found, groups, settings, patch, channel_axis,
                          running[spec.label], curves[spec.label])
             report.samples += len(batch)
@@ -71,6 +75,10 @@ def evaluate(model, inputs, *, masks=None, methods=DEFAULT_METHODS, metrics=DEFA
         if bar:
             bar.close()
     _summarise(report, running, curves, groups)
+    report.preprocess, labels = explainer._metadata()
+    report.examples = examples.samples
+    for sample in report.examples:
+        sample["target_label"] = labels[sample["target"]] if labels and sample["target"] < len(labels) else None
     report.seconds = time.perf_counter() - start
     return report
 

@@ -35,6 +35,7 @@ class Settings:
     pointing_tolerance : pointing game tolerance in map positions
     batch_size : samples per evaluation batch; ort_batch : rows per onnxruntime call
     seed : every random choice (random method, tie breaks, subsets, re-initialisation)
+    examples : samples (the first ones) kept with every method's relevance map for the HTML report
     """
 
     patch: int | None = None
@@ -49,6 +50,7 @@ class Settings:
     batch_size: int = 8
     ort_batch: int = 32
     seed: int = 0
+    examples: int = 8
 
     def patch_for(self, spatial: tuple) -> int:
         if self.patch is not None:
