@@ -21,13 +21,16 @@ HELP = "explain a model's prediction on inputs and write heatmaps (the default c
 USAGE = "onnx-lrp MODEL INPUT [options]"
 DESCRIPTION = ("Explain the predictions of an ONNX model with Layer-wise Relevance Propagation. For each input "
                "it writes NAME.relevance.npy, NAME.heatmap.png, NAME.overlay.png (images) and NAME.json (a "
-               "summary) to --out, and prints what the model predicted.")
+               "summary) to --out, and prints what the model predicted; --html adds index.html, a report of "
+               "every input.")
 EXAMPLES = """\
 examples:
   onnx-lrp models/efficientnet_lite0.onnx models/samples/cat.png
       explain the predicted class of the picture; results in lrp-out/
   onnx-lrp model.onnx photos/ --target "tiger cat" --composite epsilon_gamma_box --out results
   onnx-lrp model.onnx batch.npy --json > summary.json
+  onnx-lrp model.onnx photos/ --html --out report
+      also report/index.html: every input as a card, sortable and filterable, one file
 
 INPUT: a .npy (one sample, or a batch when it has the model's rank) or .npz (every array, or --key)
 holding the model's input as is; an image (.png, .jpg, ...) preprocessed as the model's
@@ -66,6 +69,9 @@ def add_arguments(parser) -> None:
     options.add_out(out, "relevance, heatmaps and summaries", default="lrp-out")
     out.add_argument("--cmap", default="coldnhot", choices=heatmap.colormap_names(), metavar="NAME",
                      help=f"heatmap colour map: {', '.join(heatmap.colormap_names())} (default %(default)s)")
+    out.add_argument("--html", action="store_true",
+                     help="also write index.html to --out: one card per input (picture, overlay, heatmap, "
+                          "prediction, conservation), sortable and filterable, in one self-contained file")
     out.add_argument("--save-explainer", metavar="PATH",
                      help="also save the compiled explainer as a standalone ONNX model")
     options.add_json(out, "the summaries")
@@ -93,6 +99,7 @@ class Run:
     first_shape: tuple | None = None
     warned_labels: bool = False
     warned_uniform: bool = False
+    html: object = None  # onnx_lrp.html.ExplainReport with --html
 
     @property
     def human(self) -> bool:
@@ -135,6 +142,8 @@ def _prepare(args, start: float) -> tuple[Run, list[Path]]:
     model_input = inputs.ModelInput.from_dims(explainer.input_name, explainer.input_shape)
     state = Run(args, explainer, model_input, inputs.resolve(given, model_input), labels, target, out,
                 Progress(len(files), enabled=False if args.quiet else None), time.perf_counter() - start)
+    if args.html:
+        state.html = _html_report(state)
     if state.human:
         for note in explainer.notes:
             state.progress.write(f"note: {note}", file=sys.stdout)
@@ -225,6 +234,8 @@ def _write_sample(state: Run, sample: inputs.Sample, result, i: int, timings: di
         summary["notes"].append(uniform)
     render.save_json(files["summary"], summary)
     state.results.append(summary)
+    if state.html is not None:
+        _add_card(state, sample, summary, relevance, layers)
     if state.human:
         state.progress.write(_summary_line(summary), file=sys.stdout)
         if uniform and not state.warned_uniform:
@@ -287,6 +298,7 @@ def _named(label, index: int, output) -> str:
 
 def _finish(state: Run, total_s: float) -> int:
     failed = len(state.errors)
+    page = state.html.write(state.out / HTML_NAME) if state.html is not None else None
     if state.args.json:
         doc = {"model": str(state.args.model), "composite": state.args.composite,
                "providers": list(state.explainer.providers), "out": str(state.out),
@@ -301,6 +313,8 @@ def _finish(state: Run, total_s: float) -> int:
                   f"summaries in {str(state.out)}/")
         if state.args.save_explainer:
             print(f"saved the explainer to {state.args.save_explainer}")
+        if page is not None:
+            print(f"report: {page}")
     if failed and len(state.results) + failed > 1:
         print(f"onnx-lrp: error: {failed} of {len(state.results) + failed} inputs failed (see above)",
               file=sys.stderr)
@@ -310,7 +324,32 @@ def _finish(state: Run, total_s: float) -> int:
 def _fail(state: Run, where: str, exc: Exception) -> None:
     message = " ".join(str(exc).split())
     state.errors.append({"input": where, "error": message})
+    if state.html is not None:
+        state.html.add_error(where, message)
     state.progress.write(f"onnx-lrp: error: {message}")
+
+
+# --- the HTML report (--html) ---------------------------------------------------------------------
+HTML_NAME = "index.html"
+
+
+def _html_report(state: Run):
+    from ..html import ExplainReport
+
+    args = state.args
+    facts = {"model": str(args.model), "input": str(args.input), "composite": args.composite,
+             "target": args.target, "providers": ", ".join(state.explainer.providers)}
+    return ExplainReport(f"onnx-lrp: {Path(str(args.model)).name}", facts, state.explainer.notes, args.cmap)
+
+
+def _add_card(state: Run, sample: inputs.Sample, summary: dict, relevance: np.ndarray, layers) -> None:
+    """The input's card: its picture (the image, or the array read back through the preprocessing),
+    overlay and heatmap; links to its files, which sit beside index.html."""
+    from ..html import picture_from_input
+
+    picture = sample.image if sample.image is not None else picture_from_input(sample.x, state.pre)
+    links = {kind: Path(path).name for kind, path in summary["files"].items()}
+    state.html.add(summary, picture, render.relevance_map(relevance, state.pre), layers, links)
 
 
 # --- helpers ---------------------------------------------------------------------------------
