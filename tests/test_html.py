@@ -242,3 +242,16 @@ def test_evaluate_command_writes_html(tmp_path):
     assert code == 0
     text = path.read_text(encoding="utf-8")
     assert text.count('<img src="data:image/') == 1 + 1 + 2 and "Region perturbation" in text
+
+
+def test_heatmap_thumbnail_is_the_colour_map_to_a_step():
+    """Indexed PNG heatmaps: the map quantised to 256 steps along the colour map. coldnhot's steepest
+    segment spans 255 levels over 1/6 of the range, so a half step is at most 255 * 6 / 255 / 2 = 3."""
+    from onnx_lrp.heatmap import apply_cmap, normalize_symmetric
+    from onnx_lrp.html.images import heatmap_uri
+
+    m = np.random.default_rng(0).standard_normal((40, 50))
+    for cmap in ("coldnhot", "bwr"):
+        uri = heatmap_uri(m, cmap)
+        shown = np.asarray(Image.open(io.BytesIO(base64.b64decode(uri.split(",", 1)[1]))).convert("RGB"), int)
+        assert np.abs(shown - apply_cmap(normalize_symmetric(m), cmap).astype(int)).max() <= 3

@@ -10,11 +10,14 @@ each, and opens it in a fresh headless Chromium (tests/browser.py). Prints one t
 
 Columns: N; file size; seconds to build the cards and write the file; in Chromium:
 DOMContentLoaded and load (from navigation start), the first screen's images decoded, and one
-sort of all cards by score.
+sort of all cards by score; "floor": DOMContentLoaded of a page of the same size that holds only
+a comment (reading the bytes), opened the same way, so a loaded machine shows as such. The load
+average is printed with the table.
 """
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import tempfile
@@ -71,12 +74,17 @@ def measure(n: int, results, out: Path, chromium: str) -> dict:
                    links={"heatmap": f"{summary['name']}_{i:04d}.heatmap.png"})
     path = report.write(out / f"index_{n}.html")
     build = time.perf_counter() - start
+    floor = out / f"floor_{n}.html"
+    floor.write_text("<!DOCTYPE html><html><body><p>floor</p><!--" + "x" * path.stat().st_size + "--></body></html>")
     with Browser.start(chromium) as browser:
         page = browser.open(path.as_uri(), timeout=300)
         timing = page.eval(FIRST_SCREEN)
         sort_ms = page.eval(SORT)
         errors = page.console_errors
-    return {"n": n, "mb": path.stat().st_size / 1e6, "build": build, **timing, "sort": sort_ms, "errors": errors}
+    with Browser.start(chromium) as browser:
+        floor_ms = browser.open(floor.as_uri(), timeout=300).eval(FIRST_SCREEN)["dcl"]
+    return {"n": n, "mb": path.stat().st_size / 1e6, "build": build, **timing, "sort": sort_ms, "floor": floor_ms,
+            "errors": errors}
 
 
 def main(argv=None) -> int:
@@ -90,16 +98,19 @@ def main(argv=None) -> int:
         print(why, file=sys.stderr)
         return 1
     results = explained(args.keep_layers)
-    print("| inputs | file | build + write | DOMContentLoaded | load | first screen decoded | sort all |")
-    print("|---|---|---|---|---|---|---|")
+    print("| inputs | file | build + write | DOMContentLoaded | load | first screen decoded | sort all | floor |")
+    print("|---|---|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory() as tmp:
         for n in args.counts:
             runs = [measure(n, results, Path(tmp), chromium) for _ in range(args.repeat)]
-            med = {k: statistics.median(r[k] for r in runs) for k in ("mb", "build", "dcl", "load", "first", "sort")}
+            keys = ("mb", "build", "dcl", "load", "first", "sort", "floor")
+            med = {k: statistics.median(r[k] for r in runs) for k in keys}
             errors = sorted({e for r in runs for e in r["errors"]})
             print(f"| {n} | {med['mb']:.1f} MB | {med['build']:.1f} s | {med['dcl']:.0f} ms | {med['load']:.0f} ms | "
-                  f"{med['first']:.0f} ms ({runs[0]['images']} images) | {med['sort']:.0f} ms |"
+                  f"{med['first']:.0f} ms ({runs[0]['images']} images) | {med['sort']:.0f} ms | {med['floor']:.0f} ms |"
                   + (f" errors: {errors}" if errors else ""))
+    load = ", ".join(f"{v:.1f}" for v in os.getloadavg())
+    print(f"\nload average {load} on {os.cpu_count()} CPUs; medians of {args.repeat} openings, each in a fresh Chromium")
     return 0
 
 

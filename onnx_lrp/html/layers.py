@@ -71,7 +71,7 @@ def layers_html(layers: dict[str, np.ndarray], output: float | None = None, cmap
     tips = [f"{i}: {name} {list(shape)}: Σ R = {fmt(total, 6)}" for i, (name, shape, total, _) in enumerate(rows)]
     chart = line_chart([Series("Σ relevance", steps, totals, tips=tips)],
                        x_label="tensor, output (0) → input", y_label="Σ relevance", markers=len(rows) <= 60,
-                       width=470, height=240, legend=False, integer_x=True,
+                       width=398, height=220, legend=False, integer_x=True,
                        reference=None if output is None else (float(output), f"explained output {fmt(output)}"))
     figures = []
     for i, (name, shape, total, rmap) in enumerate(rows):

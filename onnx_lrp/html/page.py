@@ -25,11 +25,11 @@ STYLE = """
 .olrp .bar{display:flex;flex-wrap:wrap;gap:8px;align-items:center;margin:10px 0;position:sticky;top:0;
  background:#fff;padding:6px 0;z-index:1}
 .olrp .grid{display:flex;flex-wrap:wrap;gap:10px}
-.olrp .card{border:1px solid #ddd;border-radius:6px;padding:8px;width:490px;box-sizing:border-box}
+.olrp .card{border:1px solid #ddd;border-radius:6px;padding:8px;width:416px;box-sizing:border-box}
 .olrp .card .name{font-weight:600;word-break:break-all}
 .olrp .imgs{display:flex;gap:4px;margin:6px 0}
 .olrp figure{margin:0;text-align:center;font-size:11px;color:#666}
-.olrp .imgs img{width:156px;height:156px;object-fit:contain;background:#f4f4f4;image-rendering:pixelated}
+.olrp .imgs img{width:128px;height:128px;object-fit:contain;background:#f4f4f4;image-rendering:pixelated}
 .olrp .small img{width:64px;height:64px;object-fit:contain;background:#f4f4f4;image-rendering:pixelated}
 .olrp .small figure{width:72px;overflow:hidden;text-overflow:ellipsis;white-space:nowrap}
 .olrp .layers{display:flex;flex-wrap:wrap;gap:4px}
