@@ -218,29 +218,36 @@ def test_explain_command_writes_index_html(browser, tmp_path):
     for name in ("digit.png", "digit.npy"):
         shutil.copy(SAMPLES / name, pictures / name)
     (pictures / "broken.png").write_bytes(b"not a png")
-    out = tmp_path / "out"
+    out, pages = tmp_path / "out", tmp_path / "pages"
+    pages.mkdir()
     code = cli.main([str(MODELS / "digits_mlp.onnx"), str(pictures), "--composite", "epsilon", "--html",
-                     "--out", str(out), "--quiet"])
+                     str(pages / "digits.html"), "--out", str(out), "--quiet"])
     assert code == 1  # broken.png failed; the report says so and shows the others
-    page = browser.open((out / "index.html").as_uri())
+    assert not (out / "index.html").exists()
+    page = browser.open((pages / "digits.html").as_uri())
     assert page.eval("Array.from(document.querySelectorAll('.card .name')).map(n => n.textContent)") == \
         ["digit", "digit_2"]
     assert page.eval(LOAD_ALL) == {"total": 6, "waiting": 0, "broken": []}  # the .npy is shown as a picture too
     assert "broken.png" in page.eval("document.body.textContent")
     links = page.eval("Array.from(document.querySelectorAll('.card a')).map(a => a.getAttribute('href'))")
-    assert "digit.heatmap.png" in links and all((out / link).is_file() for link in links)
+    assert "../out/digit.heatmap.png" in links and all((pages / link).is_file() for link in links)
     assert_clean(page)
 
 
 def test_evaluate_command_writes_html(tmp_path):
     from onnx_lrp import cli
 
-    path = tmp_path / "report.html"
+    missing = tmp_path / "nowhere" / "report.html"  # refused before the evaluation runs
+    assert cli.main(["evaluate", str(MODELS / "cifar10_cnn.onnx"), str(SAMPLES / "cat_cifar10.npy"),
+                     "--html", str(missing)]) == 1
+
+    out = tmp_path / "out"
     code = cli.main(["evaluate", str(MODELS / "cifar10_cnn.onnx"), str(SAMPLES / "cat_cifar10.npy"), "--masks",
                      str(SAMPLES), "--methods", "lrp", "random", "--metrics", "region_perturbation",
-                     "relevance_mass_accuracy", "--steps", "4", "--html", str(path), "--quiet"])
+                     "relevance_mass_accuracy", "--steps", "4", "--out", str(out), "--html", "--quiet"])
     assert code == 0
-    text = path.read_text(encoding="utf-8")
+    assert (out / "report.json").is_file()
+    text = (out / "report.html").read_text(encoding="utf-8")
     assert text.count('<img src="data:image/') == 1 + 1 + 2 and "Region perturbation" in text
 
 

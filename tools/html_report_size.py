@@ -48,7 +48,7 @@ def explained(keep_layers: bool):
     """(summary, picture, relevance map, layers) of the shipped samples, from the real model."""
     from onnx_lrp import Explainer, inputs, metadata
     from onnx_lrp.html.cards import summary_of
-    from onnx_lrp.report import relevance_map
+    from onnx_lrp.render import relevance_map
 
     model = ROOT / "models" / "efficientnet_lite0.onnx"
     explainer = Explainer(model)

@@ -11,9 +11,8 @@ import sys
 from pathlib import Path
 
 from . import options
-from .. import inputs, metadata
+from .. import inputs, metadata, render
 from ..attribution import METHODS
-from ..errors import OutputError
 from ..evaluation import DEFAULT_METHODS, DEFAULT_METRICS, METRIC_GROUPS, Gate, Report, Settings, evaluate
 from ..evaluation.settings import parse_literal
 from ..explainer import Explainer
@@ -28,7 +27,8 @@ EXAMPLES = """examples:
       --metrics region_perturbation relevance_mass_accuracy --masks masks/ \\
       --fail-under lrp:relevance_mass_accuracy=0.6 --fail-under lrp:morf_lerf_area=0.5
 
---out DIR writes report.json, report.xml (JUnit, one case per method × metric) and the PNG curves.
+--out DIR writes report.json, report.xml (JUnit, one case per method × metric) and the PNG curves;
+--html adds report.html there (or writes it to --html PATH): one file to open or send.
 methods: """ + ", ".join(METHODS) + """ (options as name:key=value,key=value)
 metrics: """ + ", ".join(METRIC_GROUPS) + """
 exit codes: 0 all gates pass, 1 a gate failed or an error, 2 usage error"""
@@ -78,9 +78,8 @@ def add_arguments(parser) -> None:
                       help="exit 1 when the metric is above VALUE (for aopc_lerf, randomisation_spearman)")
     out = parser.add_argument_group("output")
     options.add_out(out, "report.json, report.xml (JUnit) and the PNG perturbation curves (default: none written)")
-    out.add_argument("--html", metavar="PATH",
-                     help="write the report as one self-contained HTML file: metrics with gates, curves, every "
-                          "method's heatmaps of the first samples beside their masks, the randomisation check")
+    options.add_html(out, "report.html", "the report (metrics with gates, curves, every method's heatmaps of the "
+                     "first samples beside their masks, the randomisation check)")
     options.add_json(out, "the report")
     options.add_quiet(out)
 
@@ -88,7 +87,7 @@ def add_arguments(parser) -> None:
 def run(args) -> int:
     # gates and options are checked before the (slow) evaluation so that a typo fails at once
     gates = _gates(args)
-    _check_html_path(args.html)
+    html = options.html_path(args, "report.html")
     model = ReadModel.read(args.model)  # read once: metadata here, the graph in the Explainer
     meta = metadata.from_proto(model.proto, repr(args.model))
     pre = inputs.resolve(meta.preprocess, inputs.ModelInput.from_proto(model.proto))
@@ -107,20 +106,15 @@ def run(args) -> int:
             print(f"note: {note}")
     if args.out:
         _write_reports(report, Path(args.out))
-    if args.html:
-        report.write_html(args.html)
+    if html is not None:
+        if args.html is True:
+            render.prepare_out_dir(html.parent)
+        report.write_html(html)
     if args.quiet and not report.passed:
         for g in report.gates:
             if not g.passed:
                 print(f"onnx-lrp: gate failed: {g.gate} [{g.method}]: {g.value}", file=sys.stderr)
     return 0 if report.passed else 1
-
-
-def _check_html_path(path) -> None:
-    """Fail before the (slow) evaluation when the HTML report could not be written."""
-    if path is not None and not Path(path).resolve().parent.is_dir():
-        raise OutputError(f"cannot write the HTML report {str(path)!r}: directory {str(Path(path).parent)!r} does "
-                          "not exist; create it or choose another --html path")
 
 
 def _gates(args) -> list[Gate]:

@@ -2,10 +2,12 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import quote
 
 import numpy as np
 
@@ -40,6 +42,7 @@ or a directory of these, explained file by file.
 exit codes: 0 success, 1 failure, 2 usage error"""
 
 DEFAULT_BATCH = 8
+HTML_NAME = "index.html"
 
 
 def add_arguments(parser) -> None:
@@ -69,9 +72,8 @@ def add_arguments(parser) -> None:
     options.add_out(out, "relevance, heatmaps and summaries", default="lrp-out")
     out.add_argument("--cmap", default="coldnhot", choices=heatmap.colormap_names(), metavar="NAME",
                      help=f"heatmap colour map: {', '.join(heatmap.colormap_names())} (default %(default)s)")
-    out.add_argument("--html", action="store_true",
-                     help="also write index.html to --out: one card per input (picture, overlay, heatmap, "
-                          "prediction, conservation), sortable and filterable, in one self-contained file")
+    options.add_html(out, HTML_NAME, "a report of every input (a card each: picture, overlay, heatmap, prediction, "
+                     "conservation; sortable and filterable)")
     out.add_argument("--save-explainer", metavar="PATH",
                      help="also save the compiled explainer as a standalone ONNX model")
     options.add_json(out, "the summaries")
@@ -100,6 +102,7 @@ class Run:
     warned_labels: bool = False
     warned_uniform: bool = False
     html: object = None  # onnx_lrp.html.ExplainReport with --html
+    html_path: Path | None = None
 
     @property
     def human(self) -> bool:
@@ -142,7 +145,8 @@ def _prepare(args, start: float) -> tuple[Run, list[Path]]:
     model_input = inputs.ModelInput.from_dims(explainer.input_name, explainer.input_shape)
     state = Run(args, explainer, model_input, inputs.resolve(given, model_input), labels, target, out,
                 Progress(len(files), enabled=False if args.quiet else None), time.perf_counter() - start)
-    if args.html:
+    state.html_path = options.html_path(args, HTML_NAME)
+    if state.html_path is not None:
         state.html = _html_report(state)
     if state.human:
         for note in explainer.notes:
@@ -298,7 +302,7 @@ def _named(label, index: int, output) -> str:
 
 def _finish(state: Run, total_s: float) -> int:
     failed = len(state.errors)
-    page = state.html.write(state.out / HTML_NAME) if state.html is not None else None
+    page = state.html.write(state.html_path) if state.html is not None else None
     if state.args.json:
         doc = {"model": str(state.args.model), "composite": state.args.composite,
                "providers": list(state.explainer.providers), "out": str(state.out),
@@ -330,9 +334,6 @@ def _fail(state: Run, where: str, exc: Exception) -> None:
 
 
 # --- the HTML report (--html) ---------------------------------------------------------------------
-HTML_NAME = "index.html"
-
-
 def _html_report(state: Run):
     from ..html import ExplainReport
 
@@ -344,11 +345,13 @@ def _html_report(state: Run):
 
 def _add_card(state: Run, sample: inputs.Sample, summary: dict, relevance: np.ndarray, layers) -> None:
     """The input's card: its picture (the image, or the array read back through the preprocessing),
-    overlay and heatmap; links to its files, which sit beside index.html."""
+    overlay and heatmap; links to its files, relative to the page."""
     from ..html import picture_from_input
 
     picture = sample.image if sample.image is not None else picture_from_input(sample.x, state.pre)
-    links = {kind: Path(path).name for kind, path in summary["files"].items()}
+    here = state.html_path.resolve().parent
+    links = {kind: quote(Path(os.path.relpath(Path(path).resolve(), here)).as_posix())
+             for kind, path in summary["files"].items()}
     state.html.add(summary, picture, render.relevance_map(relevance, state.pre), layers, links)
 
 

@@ -72,7 +72,29 @@ def add_out(parser, what: str, default: str | None = None) -> None:
                         help=f"directory for {what}" + (" (default %(default)s)" if default else ""))
 
 
+def add_html(parser, name: str, what: str) -> None:
+    """``--html [PATH]``: write ``what`` as one self-contained HTML file, by default ``name`` in --out."""
+    parser.add_argument("--html", nargs="?", const=True, default=None, metavar="PATH",
+                        help=f"write {what} as one self-contained HTML file to PATH (default: {name} in --out)")
+
+
 # --- values ---------------------------------------------------------------------------------------
+def html_path(args, name: str):
+    """Where ``--html`` writes (a Path), or None without it; a missing directory is an OutputError, raised
+    before the work. Bare ``--html``: ``name`` in --out (the current directory when there is no --out)."""
+    from pathlib import Path
+
+    from ..errors import OutputError
+
+    if args.html is None:
+        return None
+    path = Path(getattr(args, "out", None) or ".") / name if args.html is True else Path(args.html)
+    if args.html is not True and not path.resolve().parent.is_dir():
+        raise OutputError(f"cannot write the HTML report {str(path)!r}: directory {str(path.parent)!r} does not "
+                          "exist; create it or choose another --html path")
+    return path
+
+
 def providers(args) -> list[str] | None:
     """``--providers cuda,cpu`` as onnxruntime provider names (aliases expanded); None: the default."""
     text = getattr(args, "providers", None)
