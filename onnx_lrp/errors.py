@@ -13,6 +13,11 @@ class ModelLoadError(OnnxLrpError):
     """The model file is missing, unreadable, or not a valid ONNX model."""
 
 
+class TensorTooLarge(ModelLoadError):
+    """A tensor the model declares or computes has more elements than onnx-lrp allocates
+    (:data:`onnx_lrp.screen.MAX_TENSOR_ELEMENTS`)."""
+
+
 class UnsupportedOp(OnnxLrpError):
     """A node has an op type (or attribute combination) no handler can propagate relevance through."""
 

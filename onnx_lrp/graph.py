@@ -18,6 +18,7 @@ from onnx import version_converter
 
 from .canonize._edit import reads
 from .errors import InvalidInput, ModelLoadError
+from .screen import screen
 from .weights import WeightStore, detach, tensor_value
 
 #: Opset every model is brought to before compiling; emitted nodes use its semantics.
@@ -68,10 +69,13 @@ def _read(model) -> tuple[onnx.ModelProto, str]:
             raise ModelLoadError(f"model {model.label!r} was already handed over once; read it again")
         return proto, model.label
     if isinstance(model, onnx.ModelProto):
+        screen(model, "<ModelProto>")
         proto = onnx.ModelProto()
         proto.CopyFrom(model)
         return proto, "<ModelProto>"
-    return _read_source(model)
+    proto, label = _read_source(model)
+    screen(proto, label)
+    return proto, label
 
 
 def _prepare(proto: onnx.ModelProto, label: str) -> onnx.ModelProto:
@@ -89,7 +93,7 @@ def _read_source(model) -> tuple[onnx.ModelProto, str]:
             return onnx.load_model_from_string(bytes(model)), "<bytes>"
         except Exception as exc:  # protobuf raises several unrelated types
             raise ModelLoadError(f"cannot parse the given {len(model)} bytes as an ONNX model "
-                                 f"({type(exc).__name__}: {exc})") from exc
+                                 f"({type(exc).__name__}: {exc}){_depth_hint(exc)}") from exc
     if not isinstance(model, (str, os.PathLike)):
         raise ModelLoadError(f"cannot load a model from {type(model).__name__} {model!r}; pass the path of an "
                              ".onnx file, an onnx.ModelProto or its serialized bytes")
@@ -105,11 +109,27 @@ def read_model(path, external_data: bool = True) -> onnx.ModelProto:
     if not path.is_file():
         raise ModelLoadError(f"model file {str(path)!r} does not exist; pass the path of an .onnx file")
     try:
-        return onnx.load(str(path), load_external_data=external_data)
+        proto = onnx.load(str(path), load_external_data=False)
     except Exception as exc:  # protobuf raises several unrelated types
         raise ModelLoadError(
-            f"cannot read {str(path)!r} as an ONNX model ({type(exc).__name__}: {exc}); "
-            "is it a complete .onnx file (and its external data files beside it)?") from exc
+            f"cannot read {str(path)!r} as an ONNX model ({type(exc).__name__}: {exc}){_depth_hint(exc)}; "
+            "is it a complete .onnx file?") from exc
+    if external_data:
+        screen(proto, str(path))  # the declared sizes, before reading what the files hold
+        try:
+            onnx.external_data_helper.load_external_data_for_model(proto, str(path.parent))
+        except Exception as exc:  # missing files, paths outside the folder, symlinks, short files
+            raise ModelLoadError(
+                f"cannot read the external data of {str(path)!r} ({type(exc).__name__}: {exc}); the data files "
+                "must lie in the model's folder (no links out of it) and be complete") from exc
+    return proto
+
+
+def _depth_hint(exc: Exception) -> str:
+    if "MaxDepth" in str(exc) or "recursion" in str(exc).lower():
+        return (" (its messages nest deeper than protobuf reads: subgraphs inside subgraphs more than about "
+                "30 levels deep)")
+    return ""
 
 
 def _check(proto: onnx.ModelProto, label: str) -> None:

@@ -10,19 +10,20 @@ import onnx
 
 from .errors import InvalidInput
 from .executor import CPU, make_session
+from .screen import check_elements
 
 
 def probe(model: onnx.ModelProto, input_name: str, sample_shape: tuple, label: str):
     """(shapes, dtypes) of every tensor the nodes produce, plus the input, at ``sample_shape``
     (batch included): from ONNX shape inference when it determines every tensor, else from a run."""
     _check_inputs(model, input_name, label)
-    inferred = _infer(model, input_name, sample_shape)
+    inferred = _infer(model, input_name, sample_shape, label)
     if inferred is not None:
         return inferred
     return _run(model, input_name, sample_shape, label)
 
 
-def _infer(model: onnx.ModelProto, input_name: str, sample_shape: tuple):
+def _infer(model: onnx.ModelProto, input_name: str, sample_shape: tuple, label: str):
     fixed = onnx.ModelProto()
     fixed.CopyFrom(model)
     del fixed.graph.value_info[:]
@@ -34,8 +35,10 @@ def _infer(model: onnx.ModelProto, input_name: str, sample_shape: tuple):
     try:
         inferred = onnx.shape_inference.infer_shapes(fixed, strict_mode=True, data_prop=True)
     except Exception:
+        _check_sizes(_partial_inference(fixed), model, sample_shape, label)  # before a run allocates
         return None
     infos = {vi.name: vi for vi in list(inferred.graph.value_info) + list(inferred.graph.output)}
+    _check_sizes(infos, model, sample_shape, label)
     shapes = {input_name: tuple(sample_shape)}
     dtypes = {input_name: np.dtype(np.float32)}
     for node in model.graph.node:
@@ -47,6 +50,26 @@ def _infer(model: onnx.ModelProto, input_name: str, sample_shape: tuple):
                 return None
             shapes[out], dtypes[out] = info
     return shapes, dtypes
+
+
+def _partial_inference(fixed: onnx.ModelProto) -> dict:
+    """What non-strict shape inference determines (a run finds the rest)."""
+    try:
+        inferred = onnx.shape_inference.infer_shapes(fixed, data_prop=True)
+    except Exception:
+        return {}
+    return {vi.name: vi for vi in list(inferred.graph.value_info) + list(inferred.graph.output)}
+
+
+def _check_sizes(infos: dict, model: onnx.ModelProto, sample_shape: tuple, label: str) -> None:
+    """Refuse a tensor that inference sizes beyond the limit, naming it and its node, before
+    onnxruntime tries to allocate it."""
+    for node in model.graph.node:
+        for out in node.output:
+            info = _static(infos.get(out)) if out else None
+            if info is not None:
+                check_elements(info[0], f"tensor {out!r} (output of node {node.name!r}, {node.op_type}) at input "
+                               f"shape {tuple(sample_shape)}", label)
 
 
 def _static(vi):

@@ -18,6 +18,8 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
+from .errors import ModelLoadError
+
 _PREFIX = "onnx-lrp-memory/"
 #: Arrays smaller than this stay inside the protobuf (shapes, scalars, small biases).
 MIN_DETACHED_BYTES = 16384
@@ -81,7 +83,12 @@ def detach(model: onnx.ModelProto, store: WeightStore) -> None:
     """Replace the model's large initializers by stubs (in place)."""
     for i, tensor in enumerate(model.graph.initializer):
         if _stub_location(tensor) is None and _nbytes(tensor) >= MIN_DETACHED_BYTES:
-            model.graph.initializer[i].CopyFrom(store.stub(tensor.name, numpy_helper.to_array(tensor)))
+            try:
+                array = numpy_helper.to_array(tensor)
+            except Exception as exc:  # noqa: BLE001 - data that does not match the dims or type
+                raise ModelLoadError(f"initializer {tensor.name!r} cannot be read ({type(exc).__name__}: {exc}); "
+                                     "its data does not match its dims and type") from exc
+            model.graph.initializer[i].CopyFrom(store.stub(tensor.name, array))
 
 
 def _nbytes(tensor: onnx.TensorProto) -> int:

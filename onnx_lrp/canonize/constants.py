@@ -10,6 +10,8 @@ import onnx
 from onnx import numpy_helper
 from onnx.reference import ReferenceEvaluator
 
+from ..errors import TensorTooLarge
+from ..screen import check_elements
 from ._edit import copy_model, drop_unused_initializers
 from .editor import GraphEditor
 
@@ -28,6 +30,8 @@ def fold_constants(model: onnx.ModelProto) -> onnx.ModelProto:
             continue
         try:
             values = _evaluate(node, edit, opset)
+        except TensorTooLarge:
+            raise
         except Exception:  # noqa: BLE001 - e.g. a string Constant or an op the evaluator lacks
             continue  # left in place: the graph still runs; a handler names it if it matters
         edit.remove(node)
@@ -55,12 +59,38 @@ def _evaluate(node, edit, opset) -> list:
     if node.op_type == "Constant":
         return [_constant_value(node)]
     feeds = {t: edit.const(t) for t in node.input if t}
+    _check_output_sizes(node, feeds, opset)
     graph = onnx.helper.make_graph(
         [node], "fold",
         [onnx.helper.make_tensor_value_info(n, onnx.TensorProto.UNDEFINED, None) for n in feeds],
         [onnx.helper.make_tensor_value_info(o, onnx.TensorProto.UNDEFINED, None) for o in node.output if o])
     single = onnx.helper.make_model(graph, opset_imports=opset)
     return ReferenceEvaluator(single).run(None, feeds)
+
+
+#: Inputs up to this size are given to shape inference as values (shapes, repeats, pads), larger
+#: ones by their type and shape only (a weight is not copied to size a Transpose of it).
+_VALUE_ELEMENTS = 1024
+
+
+def _check_output_sizes(node, feeds, opset) -> None:
+    """Refuse to fold a node whose outputs ONNX shape inference sizes beyond the limit (a
+    ``ConstantOfShape`` or ``Expand`` of a hostile shape) before the evaluator allocates them."""
+    small = [numpy_helper.from_array(v, n) for n, v in feeds.items() if v.size <= _VALUE_ELEMENTS]
+    typed = [onnx.helper.make_tensor_value_info(n, onnx.helper.np_dtype_to_tensor_dtype(v.dtype), v.shape)
+             for n, v in feeds.items() if v.size > _VALUE_ELEMENTS]
+    outputs = [onnx.helper.make_empty_tensor_value_info(o) for o in node.output if o]
+    graph = onnx.helper.make_graph([node], "size", typed, outputs, initializer=small)
+    try:
+        inferred = onnx.shape_inference.infer_shapes(onnx.helper.make_model(graph, opset_imports=opset),
+                                                     data_prop=True)
+    except Exception:  # noqa: BLE001 - inference cannot size it: the evaluator runs as before
+        return
+    for vi in list(inferred.graph.output) + list(inferred.graph.value_info):
+        dims = vi.type.tensor_type.shape.dim
+        if vi.type.tensor_type.HasField("shape") and all(d.HasField("dim_value") for d in dims):
+            check_elements([d.dim_value for d in dims], f"tensor {vi.name!r} computed by node {node.name!r} "
+                           f"({node.op_type}) from constants")
 
 
 def _constant_value(node) -> np.ndarray:
