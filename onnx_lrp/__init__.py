@@ -2,9 +2,9 @@
 from . import composites, rules
 from .composites import Composite
 from .errors import (CompositeError, InvalidInput, InvalidTarget, ModelLoadError, OnnxLrpError, OutputError,
-                     UnsupportedOp)
+                     TensorTooLarge, UnsupportedOp)
 from .explainer import Explainer, Explanation
 
 __version__ = "0.1.0"
 __all__ = ["Explainer", "Explanation", "Composite", "composites", "rules", "OnnxLrpError", "ModelLoadError",
-           "UnsupportedOp", "InvalidInput", "InvalidTarget", "CompositeError", "OutputError"]
+           "TensorTooLarge", "UnsupportedOp", "InvalidInput", "InvalidTarget", "CompositeError", "OutputError"]
