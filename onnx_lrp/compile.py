@@ -13,6 +13,7 @@ import onnx
 from onnx import TensorProto, helper
 
 from .builder import GraphBuilder
+from .canonize.unroll_rnn import unrolled_from
 from .composites import Composite
 from .context import NodeContext, SharedTensors
 from .errors import InvalidInput, UnsupportedOp
@@ -83,7 +84,8 @@ def plan_nodes(g: ModelGraph, composite: Composite, strict: bool = True) -> list
                 steps.append(Step(node, None, None, None, problem))
                 continue
             handler, category = _STAND_IN, cat.PASS
-        is_first = not first_seen and category in _LINEAR
+        # a recurrence's linear maps take the dense rule at every time step, never the first layer's
+        is_first = not first_seen and category in _LINEAR and unrolled_from(node) is None
         first_seen = first_seen or category in _LINEAR
         steps.append(Step(node, handler, category, composite.rule_for(node, category, is_first), None, overridden))
     return steps

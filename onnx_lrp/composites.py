@@ -26,12 +26,14 @@ def base_map() -> dict[str, Rule]:
     onnx_lrp.rules.Uniform()}`` or a ``type_map``/``name_map`` entry splits it equally instead.
     Normalisations (LayerNorm, decomposed or not) get Pass with their statistics held constant,
     as AttnLRP's identity rule. Attention gets AttnLRP's rules: the uniform rule on products of two
-    activations (Q Kᵀ, A·V) and the softmax rule on a Softmax inside the graph.
+    activations (Q Kᵀ, A·V) and the softmax rule on a Softmax inside the graph. A recurrent cell
+    update ``c = f⊙c' + i⊙g`` (category ``"cell"``) gets Norm: the ε-rule split of Arras et al.
+    2017 between the two gated terms.
     """
     return {
         cat.ACTIVATION: Pass(), cat.BATCHNORM: Pass(), cat.PASS: Pass(), cat.AFFINE: Pass(),
         cat.NORMALIZE: Pass(), cat.GATE: Pass(), cat.BILINEAR: Uniform(), cat.SOFTMAX: Softmax(),
-        cat.SUM: Norm(), cat.AVGPOOL: Norm(),
+        cat.SUM: Norm(), cat.AVGPOOL: Norm(), cat.CELL: Norm(),
         cat.ROUTE: Gradient(), cat.MAXPOOL: Gradient(),
         cat.DENSE: Epsilon(), cat.CONV: Epsilon(),
     }
@@ -56,6 +58,10 @@ class Composite:
     unmatched : {"error", "warn"}
         What a ``name_map`` entry naming no node of the model does when the composite is checked
         against it (:meth:`check_model`): raise :class:`CompositeError` (default) or warn.
+    cell_epsilon : float, optional
+        The ε of the ε-rule that splits a recurrent cell update ``c = f⊙c' + i⊙g`` between its
+        two terms (Arras et al. 2017): ``Norm(cell_epsilon)`` for the ``"cell"`` category
+        (default 1e-6; 0 conserves exactly). ``category_map={"cell": ...}`` wins over it.
 
     Two composites are equal (and hash alike) when they give every node the same rule: same
     class, same parameters, same maps. ``repr`` shows the parameters.
@@ -64,12 +70,13 @@ class Composite:
     name = "custom"
 
     def __init__(self, layer_map=None, first_layer=None, type_map=None, name_map=None, category_map=None,
-                 unmatched: str = "error"):
+                 unmatched: str = "error", cell_epsilon=None):
         _check_categories(layer_map, "layer_map")
         _check_categories(category_map, "category_map")
         if unmatched not in ("error", "warn"):
             raise CompositeError(f"unmatched={unmatched!r}; use 'error' or 'warn'")
-        self.layer_map = {**base_map(), **(layer_map or {}), **(category_map or {})}
+        cell = {} if cell_epsilon is None else {cat.CELL: _cell_rule(cell_epsilon)}
+        self.layer_map = {**base_map(), **(layer_map or {}), **cell, **(category_map or {})}
         self.first_layer = first_layer
         self.type_map = dict(type_map or {})
         self.name_map = dict(name_map or {})
@@ -93,14 +100,15 @@ class Composite:
                                  f"{self!r} gives no rule; add category_map={{{category!r}: ...}}")
         return self.layer_map[category]
 
-    def with_overrides(self, type_map=None, name_map=None, category_map=None) -> "Composite":
+    def with_overrides(self, type_map=None, name_map=None, category_map=None, cell_epsilon=None) -> "Composite":
         """A copy with extra overrides (they win over the existing ones)."""
         _check_categories(category_map, "category_map")
         new = object.__new__(type(self))
         new.__dict__.update(self.__dict__)
         new.type_map = {**self.type_map, **(type_map or {})}
         new.name_map = {**self.name_map, **(name_map or {})}
-        new.layer_map = {**self.layer_map, **(category_map or {})}
+        cell = {} if cell_epsilon is None else {cat.CELL: _cell_rule(cell_epsilon)}
+        new.layer_map = {**self.layer_map, **cell, **(category_map or {})}
         for key, rule in {**new.type_map, **new.name_map, **new.layer_map}.items():
             if not isinstance(rule, Rule):
                 raise CompositeError(f"the rule for {key!r} is {rule!r}, not an onnx_lrp.rules.Rule instance")
@@ -150,6 +158,12 @@ class Composite:
 
     def _preset_layer_map(self) -> dict:
         return type(self)(**self.params).layer_map if type(self) in PRESETS.values() else self.layer_map
+
+
+def _cell_rule(epsilon) -> Rule:
+    if not isinstance(epsilon, (int, float)) or isinstance(epsilon, bool) or not epsilon >= 0:
+        raise CompositeError(f"cell_epsilon must be a number >= 0, got {epsilon!r}")
+    return Norm(float(epsilon))
 
 
 class EpsilonComposite(Composite):

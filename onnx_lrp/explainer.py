@@ -9,6 +9,7 @@ import onnx
 
 from . import composites
 from .canonize import canonize
+from .canonize.unroll_rnn import has_recurrent, unroll_recurrent
 from .compile import RELEVANCE, TARGET, Compiled, compile_explainer
 from .errors import InvalidInput, InvalidTarget, OnnxLrpError
 from .executor import CUDA, make_session, resolve_providers
@@ -112,8 +113,12 @@ class Explainer:
         key = tuple(int(d) for d in sample_shape)
         if key not in self._graphs:
             batch = self.input_shape[0] if isinstance(self.input_shape[0], int) and self.input_shape[0] > 0 else 1
-            shapes, dtypes = probe(self.model, self.input_name, (batch,) + key, self.label)
-            self._graphs[key] = ModelGraph.build(self.model, self.label, self.input_name, self.output_name,
+            model = self.model
+            shapes, dtypes = probe(model, self.input_name, (batch,) + key, self.label)
+            if has_recurrent(model):  # unrolled at this input's sequence length
+                model = unroll_recurrent(model, shapes)
+                shapes, dtypes = probe(model, self.input_name, (batch,) + key, self.label)
+            self._graphs[key] = ModelGraph.build(model, self.label, self.input_name, self.output_name,
                                                  shapes, dtypes)
         return self._graphs[key]
 

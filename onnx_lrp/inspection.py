@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, field
 
 import os
 
+from .canonize.unroll_rnn import unrolled_from
 from .compile import plan_nodes
 from .errors import InvalidInput
 from .explainer import Explainer
@@ -48,6 +49,8 @@ class Inspection:
     output_name: str
     rows: list[NodeRow]
     notes: list[str] = field(default_factory=list)
+    #: one line per LSTM/GRU/RNN node: how its unrolled nodes are explained
+    recurrent: list[str] = field(default_factory=list)
 
     @property
     def problems(self) -> list[NodeRow]:
@@ -77,6 +80,7 @@ class Inspection:
         lines = [f"model {self.model}: input {self.input_name!r} {tuple(self.input_shape)}, explained output "
                  f"{self.output_name!r}, composite {self.composite}"]
         lines += [f"note: {n}" for n in self.notes]
+        lines += self.recurrent
         lines.append("  ".join(h.ljust(w) for h, w in zip(header, widths)) + "  " + header[-1])
         for row in table:
             lines.append("  ".join(c.ljust(w) for c, w in zip(row, widths)) + "  " + row[-1])
@@ -111,7 +115,7 @@ def inspect_model(model, composite="epsilon_plus_flat", input_shape=None, provid
     steps = {s.node.name: s for s in plan_nodes(g, explainer.composite, strict=False)}
     reached = _reached(g, steps)
     rows = []
-    for index, node in enumerate(explainer.model.graph.node):
+    for index, node in enumerate(g.model.graph.node):
         step = steps.get(node.name)
         if step is None:
             rows.append(NodeRow(index, node.name, node.op_type, None, None, "shape only",
@@ -120,7 +124,34 @@ def inspect_model(model, composite="epsilon_plus_flat", input_shape=None, provid
         rows.append(_row(index, node, step, g, reached))
     notes = list(explainer.notes) + notes
     name = composite if isinstance(composite, str) else type(explainer.composite).__name__
-    return Inspection(explainer.label, name, explainer.input_name, (1, *sample), explainer.output_name, rows, notes)
+    return Inspection(explainer.label, name, explainer.input_name, (1, *sample), explainer.output_name, rows, notes,
+                      _recurrent(g, rows))
+
+
+_ROLES = {"linear": "linear maps", "gate": "gates", "cell": "cell updates", "activation": "activations"}
+
+
+def _recurrent(g, rows) -> list[str]:
+    """Per unrolled LSTM/GRU/RNN node: its roles with the categories and rules their nodes got."""
+    groups: dict[str, dict] = {}
+    for row, node in zip(rows, g.model.graph.node):
+        info = unrolled_from(node)
+        if info is None or info["role"] not in _ROLES or row.rule is None:
+            continue
+        entry = groups.setdefault(info["node"], {"info": info, "roles": {}})
+        key = (info["role"], row.op_type, row.category, row.rule)
+        entry["roles"][key] = entry["roles"].get(key, 0) + 1
+    lines = []
+    for name, entry in groups.items():
+        info = entry["info"]
+        lines.append(f"recurrent node: {info['op']} {name!r} ({info['direction']}), unrolled over {info['steps']} "
+                     "steps; its nodes below are explained as")
+        for role, title in _ROLES.items():
+            parts = [f"{count} {op} ({category}) by {rule}"
+                     for (r, op, category, rule), count in entry["roles"].items() if r == role]
+            if parts:
+                lines.append(f"  {title}: " + ", ".join(parts))
+    return lines
 
 
 def _row(index, node, step, g, reached) -> NodeRow:
@@ -154,6 +185,8 @@ def _reached(g, steps) -> set[str]:
         if step.problem is not None:
             continue
         inputs = [node.input[i] for i in step.handler.relevant_inputs(node, g)]
+        if isinstance(step.rule, Pass) and step.handler.absorbs:
+            continue  # a gate on a state that carries no relevance: nothing passes
         if isinstance(step.rule, Pass) and len(inputs) > 1:
             position = step.handler.signal(node, g)
             inputs = inputs[position:position + 1] if position is not None else inputs

@@ -257,9 +257,15 @@ class Pass(Rule):
     network predictions in sentiment analysis") for gates, the identity rule of AttnLRP (Achtibat
     et al. 2024, "AttnLRP: attention-aware layer-wise relevance propagation for transformers") for
     elementwise activations and LayerNorm, and Zennit's Pass for activations.
+
+    A gate times a state that carries no relevance (a recurrent cell's constant or fed initial
+    state, :mod:`onnx_lrp.ops.recurrent`) passes nothing: the gate gets none and the state's
+    share is absorbed, as a bias's is.
     """
 
     def __call__(self, ctx):
+        if ctx.handler.absorbs:
+            return [None] * len(ctx.inputs)
         if len(ctx.inputs) == 1:
             return [ctx.R]
         signal = _signal_position(ctx, self)

@@ -38,8 +38,10 @@ CONV, DENSE, AFFINE, ACTIVATION, SUM, AVGPOOL, MAXPOOL, ROUTE, BATCHNORM, GATE, 
     "batchnorm", "gate", "normalize", "pass")
 #: Attention: a product of two activations contracting an axis (Q Kᵀ, A V), and a Softmax inside the graph.
 BILINEAR, SOFTMAX = "bilinear", "softmax"
+#: A recurrent cell update: the sum of two gated terms, ``c = f⊙c' + i⊙g`` (GRU: ``(1−z)⊙n + z⊙h'``).
+CELL = "cell"
 CATEGORIES = (CONV, DENSE, AFFINE, ACTIVATION, SUM, AVGPOOL, MAXPOOL, ROUTE, BATCHNORM, GATE, NORMALIZE, PASS,
-              BILINEAR, SOFTMAX)
+              BILINEAR, SOFTMAX, CELL)
 
 #: Sign behaviours (:attr:`Handler.sign`).
 NONNEGATIVE, KEEPS_SIGN = "nonnegative", "keeps sign"
@@ -80,6 +82,9 @@ class Handler:
     linear: bool = False
     #: True only for the stand-in handler of an unsupported op a user named a rule for
     stand_in: bool = False
+    #: True for a gate on a state that carries no relevance (a recurrent cell's initial state):
+    #: the rules that give a gate nothing (Pass) pass nothing at all, the state's share is absorbed
+    absorbs: bool = False
 
     def category_of(self, node: onnx.NodeProto, g: ModelGraph) -> str:
         """The composite category of this node (some families depend on the operands)."""
