@@ -119,7 +119,9 @@ class Composite:
         (else :class:`CompositeError`, or a warning with ``unmatched="warn"``) and every ``type_map``
         key is an op type (of the model, of a handler, or of the ONNX standard)."""
         nodes = [n.name for n in model.graph.node]
-        missing = [name for name in self.name_map if name not in set(nodes)]
+        # an LSTM/GRU/RNN node is unrolled per input shape into nodes named "<node>/<direction>/t<step>/..."
+        unrolled = tuple(f"{n.name}/" for n in model.graph.node if n.op_type in ("LSTM", "GRU", "RNN"))
+        missing = [name for name in self.name_map if name not in set(nodes) and not name.startswith(unrolled)]
         if missing:
             message = (_no_match("node", missing, nodes, f" in {str(label)!r} (after canonization)")
                        + "; `onnx-lrp inspect MODEL` lists the node names")

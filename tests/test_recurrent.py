@@ -16,6 +16,7 @@ from onnx_lrp.attribution import attributor
 from onnx_lrp.canonize.unroll_rnn import unroll_recurrent, unrolled_from
 from onnx_lrp.errors import UnsupportedOp
 from onnx_lrp.inspect import inspect_model
+from onnx_lrp.rules import Uniform
 
 from recurrent_models import batch_first_twin, recurrent_model
 from recurrent_oracle import Recurrent
@@ -238,3 +239,14 @@ def test_weights_computed_at_run_time_are_refused():
     onnx_model.graph.node.insert(0, onnx.helper.make_node("Identity", ["W"], ["x_weights"]))
     with pytest.raises(UnsupportedOp, match="W 'x_weights' is computed at run time"):
         unroll_recurrent(onnx_model, {"x": (5, 1, 3)})
+
+
+def test_name_map_reaches_an_unrolled_node():
+    """A rule named for one unrolled node (inspect lists the names) replaces the composite's."""
+    model = recurrent_model("LSTM", "forward", steps=3, layout=1, head="linear", bias=False)
+    x = np.random.default_rng(15).standard_normal((1, 3, 3)).astype(np.float32)
+    plain = Explainer(model, composite="epsilon", epsilon=0.0, cell_epsilon=0.0).explain(x, target=[0])
+    uniform = Explainer(model, composite="epsilon", epsilon=0.0, cell_epsilon=0.0,
+                        name_map={"lstm_0/forward/t2/c": Uniform()}).explain(x, target=[0])
+    assert not np.allclose(plain.relevance, uniform.relevance)
+    np.testing.assert_allclose(uniform.conservation(), 1.0, atol=1e-4)  # Uniform also conserves
