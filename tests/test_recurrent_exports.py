@@ -84,3 +84,22 @@ def test_silero_vad_explains_which_chunks_drive_speech():
     per_chunk = explainer.explain(chunks, target=[10]).relevance[0].sum(axis=1)
     positive = np.maximum(per_chunk, 0)
     assert positive[voiced].sum() > 0.8 * positive.sum()
+
+
+def test_cli_cell_epsilon_and_time_by_feature_heatmap(tmp_path, capsys):
+    """--cell-epsilon reaches the cell updates (inspect lists it; explain conserves with 0), and the
+    relevance file of a (T, F) input is (T, F)."""
+    from onnx_lrp import cli
+
+    model = FIXTURES / "LSTM_bi_legacy.onnx"
+    assert cli.main(["inspect", str(model), "--cell-epsilon", "0.25"]) == 0
+    assert "cell updates: 8 Add (cell) by Norm(stabilizer=0.25)" in capsys.readouterr().out
+    x = np.load(FIXTURES / "LSTM_bi.npz")["x"][:1]
+    np.save(tmp_path / "seq.npy", x)
+    out = tmp_path / "out"
+    assert cli.main([str(model), str(tmp_path / "seq.npy"), "--composite", "epsilon", "--cell-epsilon", "0",
+                     "--out", str(out), "--quiet"]) == 0
+    relevance = np.load(out / "seq.relevance.npy")
+    assert relevance.shape[-2:] == (5, 3)
+    header = (out / "seq.heatmap.png").read_bytes()[16:24]  # PNG IHDR: width, height
+    assert (int.from_bytes(header[4:], "big"), int.from_bytes(header[:4], "big")) == (5, 3)  # rows: time

@@ -29,6 +29,16 @@ def positive_int(text: str) -> int:
     return value
 
 
+def nonnegative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}") from None
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}")
+    return value
+
+
 # --- groups --------------------------------------------------------------------------------------
 def add_composite(parser, default: str = composites.DEFAULT):
     """``--composite`` with ``--low/--high`` (epsilon_gamma_box) and ``--rule/--op-rule``; returns the group."""
@@ -45,6 +55,8 @@ def add_composite(parser, default: str = composites.DEFAULT):
                             "repeatable; `onnx-lrp inspect MODEL` lists node names")
     group.add_argument("--op-rule", action="append", type=_assignment("--op-rule"), metavar="OPTYPE=RULE",
                        help="give every node of an op type a rule, e.g. --op-rule 'MaxPool=Norm'; repeatable")
+    group.add_argument("--cell-epsilon", type=nonnegative_float, metavar="EPS",
+                       help="ε of the ε-rule splitting an LSTM/GRU cell update c = f·c' + i·g (default 1e-6)")
     return group
 
 
@@ -111,6 +123,8 @@ def composite_kwargs(args, pre) -> dict:
     except CompositeError as exc:
         raise UsageError(str(exc)) from None
     kwargs.update({k: dict(v) for k, v in (("name_map", args.rule), ("type_map", args.op_rule)) if v})
+    if getattr(args, "cell_epsilon", None) is not None:
+        kwargs["cell_epsilon"] = args.cell_epsilon
     return kwargs
 
 
