@@ -164,17 +164,22 @@ def test_targets_at_a_time_step_and_on_the_final_state(op):
             assert not explanation.relevance[0, :2].any()
 
 
-@pytest.mark.parametrize("cell,direction", list(itertools.product(CELLS, ["forward", "bidirectional"])))
-def test_gradient_composite_matches_finite_differences(cell, direction):
+@pytest.mark.parametrize("cell,case", list(itertools.product(
+    CELLS, [("forward", None), ("bidirectional", None), ("bidirectional", "random")])))
+def test_gradient_composite_matches_finite_differences(cell, case):
+    """Central differences of the oracle's float64 forward pass (constant initial states: the state
+    gates' VJPs)."""
     op, lbr = cell
+    direction, states = case
     model = recurrent_model(op, direction, steps=4, batch=1, layout=1, head="linear", linear_before_reset=lbr,
-                            seed=11)
+                            seed=11, states=states)
     x = np.random.default_rng(12).standard_normal((1, 4, 3)).astype(np.float32)
     grad = attributor(model).gradient(x, np.array([1]))
     layer, w = _oracle(model, op, direction, lbr)
+    h0, c0 = _states(w, op)
 
     def logit(sample):
-        Y, _ = layer.forward(sample)
+        Y, _ = layer.forward(sample, None if h0 is None else h0[0], None if c0 is None else c0[0])
         return Y.reshape(-1) @ w["head_W"][:, 1] + w["head_b"][1]
 
     step, fd = 1e-5, np.zeros(x.shape[1:])

@@ -12,11 +12,11 @@ cell update     ``Add`` of two products that are gates (each a        cell      
                 signal times a [0, 1] gate): LSTM's ``f⊙c' + i⊙g``,             split; ε is the
                 GRU's ``(1−z)⊙n + z⊙h'``                                        composite's
                                                                                 ``cell_epsilon``)
-state gate      ``Mul`` of a [0, 1] gate and a tensor that carries    gate      Pass: nothing to
-                no relevance: a fed initial state (``f⊙c_0``), or a             the gate; the
-                constant one in a recurrence onnx-lrp unrolled                  state's share is
-                (:mod:`onnx_lrp.canonize.unroll_rnn`)                           absorbed, as a
-                                                                                bias's
+state gate      ``Mul`` of a [0, 1] gate and a state that carries     gate      Pass: nothing to
+                no relevance: a graph input (a fed initial state,               the gate; the
+                ``f⊙c_0``), or a constant or fed one in a                       state's share is
+                recurrence onnx-lrp unrolled                                    absorbed, as a
+                (:mod:`onnx_lrp.canonize.unroll_rnn`)                           bias's
 ==============  ====================================================  ========  ================
 
 Both VJPs are exact, so the Gradient composite sees the true gradient.
@@ -60,9 +60,11 @@ def is_state_gate(node, g) -> bool:
     relevant = g.relevant_inputs(node)
     if len(relevant) != 1 or not in_unit_interval(g, node.input[relevant[0]]):
         return False
-    state = node.input[1 - relevant[0]]
-    # a constant operand makes an ordinary affine Mul (x·c) unless the unroller marked a state gate
-    return g.const(state) is None or (unrolled_from(node) or {}).get("role") == "gate"
+    # a state the unroller gated, or a state fed as a graph input; any other operand that carries no
+    # relevance (a constant: an affine x·c) is left to the op's own handler
+    if (unrolled_from(node) or {}).get("role") == "gate":
+        return True
+    return node.input[1 - relevant[0]] in {i.name for i in g.model.graph.input}
 
 
 def is_cell_update(node, g) -> bool:
