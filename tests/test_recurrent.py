@@ -15,7 +15,7 @@ from onnx_lrp import Explainer
 from onnx_lrp.attribution import attributor
 from onnx_lrp.canonize.unroll_rnn import unroll_recurrent, unrolled_from
 from onnx_lrp.errors import UnsupportedOp
-from onnx_lrp.inspect import inspect_model
+from onnx_lrp.inspection import inspect_model
 from onnx_lrp.rules import Uniform
 
 from recurrent_models import batch_first_twin, recurrent_model
