@@ -119,6 +119,7 @@ class _Unroller:
         self.input_forget = int(_attr(node, "input_forget", 0))
         self.role, self.step, self.steps = "input", None, 0
         self.node_names = {n.name for n in model.graph.node}
+        self.stored: dict[tuple, str] = {}  # constants by content
         self.inputs: dict[tuple, str] = {}  # (x_t, h) -> their Concat, shared by the gates of a step
 
     # --- reading the node --------------------------------------------------------------
@@ -226,10 +227,17 @@ class _Unroller:
         return outs[0] if n_out == 1 and outputs is None else outs
 
     def _init(self, array: np.ndarray, hint: str, dtype=np.float32) -> str:
-        name = self._fresh(hint)
-        self.inits.append(onnx.numpy_helper.from_array(np.asarray(array, dtype=dtype), name))
-        self.consts[name] = self.inits[-1]
-        return name
+        """A constant, stored once however many steps use it (the weights repeat every step)."""
+        array = np.ascontiguousarray(array, dtype=dtype) if np.ndim(array) else np.asarray(array, dtype=dtype)
+        key = (array.dtype.str, array.shape, array.tobytes())
+        if key not in self.stored:
+            step, self.step = self.step, None  # named after the node, not the first step using it
+            name = self._fresh(hint)
+            self.step = step
+            self.inits.append(onnx.numpy_helper.from_array(array, name))
+            self.consts[name] = self.inits[-1]
+            self.stored[key] = name
+        return self.stored[key]
 
     def _ints(self, values, scalar: bool = False) -> str:
         return self._init(np.asarray(values if scalar else list(np.atleast_1d(values)), np.int64), "axes", np.int64)
