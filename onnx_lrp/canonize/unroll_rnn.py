@@ -33,7 +33,7 @@ from onnx import helper
 
 from ..errors import UnsupportedOp
 from ..weights import tensor_value
-from ._edit import copy_model, drop_unused_initializers, producers
+from ._edit import copy_model, drop_unused_initializers
 
 RECURRENT = ("LSTM", "GRU", "RNN")
 _GATES = {"LSTM": 4, "GRU": 3, "RNN": 1}
@@ -72,7 +72,7 @@ def unroll_recurrent(model: onnx.ModelProto, shapes: dict) -> onnx.ModelProto:
     """
     model = copy_model(model)
     consts = {t.name: t for t in model.graph.initializer}
-    made_by = producers(model)
+    made_by = {t: n for n in model.graph.node for t in n.output if t}
     nodes = []
     for node in model.graph.node:
         if node.op_type in RECURRENT and node.domain in ("", "ai.onnx"):
