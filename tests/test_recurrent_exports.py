@@ -103,3 +103,17 @@ def test_cli_cell_epsilon_and_time_by_feature_heatmap(tmp_path, capsys):
     assert relevance.shape[-2:] == (5, 3)
     header = (out / "seq.heatmap.png").read_bytes()[16:24]  # PNG IHDR: width, height
     assert (int.from_bytes(header[4:], "big"), int.from_bytes(header[:4], "big")) == (5, 3)  # rows: time
+
+
+@pytest.mark.parametrize("op,exporter", list(itertools.product(["LSTM", "GRU"], ["legacy", "dynamo"])))
+def test_stacked_bidirectional_layers(op, exporter):
+    """nn.LSTM/nn.GRU(num_layers=2, bidirectional=True): two op nodes with the reshaping between
+    them; the logits, conservation (no biases, ε = 0) and the gradient against torch's autograd."""
+    data = np.load(FIXTURES / f"stacked_{op}.npz")
+    path = FIXTURES / f"stacked_{op}_{exporter}.onnx"
+    x, targets = data["x"], data["targets"]
+    explanation = Explainer(path, composite="epsilon", epsilon=0.0, cell_epsilon=0.0).explain(x, target=targets)
+    np.testing.assert_allclose(explanation.output, data["logits"], rtol=0, atol=1e-5)
+    np.testing.assert_allclose(explanation.conservation(), 1.0, rtol=0, atol=1e-4)
+    grad = attributor(path).gradient(x, targets)
+    np.testing.assert_allclose(grad, data["gradient"], rtol=0, atol=1e-5 * np.abs(data["gradient"]).max())

@@ -21,6 +21,10 @@ Run with an environment that has torch and onnxscript (the ``dev`` extra)::
    the input projection of all steps on the time-major input, ``Slice`` per step along axis 0,
    ``MatMul``/``Add``/``Tanh`` per step and a ``Concat`` along axis 0.
 
+   ``stacked_<LSTM|GRU>_<legacy|dynamo>.onnx`` and ``stacked_<op>.npz``: two bidirectional layers
+   (``num_layers=2``), the head on the last step's output; both exporters write two op nodes
+   with the reshaping between them.
+
 2. ``silero_vad_16k_sequence.onnx`` from the ``silero-vad`` package (MIT licence, Silero Team):
    a trained voice-activity detector, STFT-like Conv encoder then an ``LSTM`` (hidden 128) over a
    sequence of 576-sample chunks (512 new samples + 64 of context, 16 kHz), one speech
@@ -91,6 +95,38 @@ def export_classifiers(out: pathlib.Path) -> None:
                  gradient=grad.numpy(), head=model64.head.weight.detach().numpy(), **onnx_weights(model64.rnn, op))
 
 
+class Stacked(nn.Module):
+    def __init__(self, op):
+        super().__init__()
+        self.rnn = getattr(nn, op)(FEATURES, HIDDEN, num_layers=2, batch_first=True, bidirectional=True, bias=False)
+        self.head = nn.Linear(2 * HIDDEN, CLASSES, bias=False)
+
+    def forward(self, x):
+        y, _ = self.rnn(x)
+        return self.head(y[:, -1])
+
+
+def export_stacked(out: pathlib.Path) -> None:
+    for index, op in enumerate(("LSTM", "GRU")):
+        torch.manual_seed(200 + index)
+        model = Stacked(op).eval()
+        x = torch.randn(2, STEPS, FEATURES)
+        for exporter, dynamo, opset in (("legacy", False, 17), ("dynamo", True, 18)):
+            path = out / f"stacked_{op}_{exporter}.onnx"
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                torch.onnx.export(model, (x,), str(path), dynamo=dynamo, opset_version=opset, input_names=["x"],
+                                  output_names=["logits"], external_data=False)
+            print(f"{path.name}: {path.stat().st_size} bytes")
+        model64 = model.double()
+        x64 = x.double().requires_grad_(True)
+        logits = model64(x64)
+        targets = logits.argmax(1)
+        grad = torch.autograd.grad(logits.gather(1, targets[:, None]).sum(), x64)[0]
+        np.savez(out / f"stacked_{op}.npz", x=x.numpy(), targets=targets.numpy(), logits=logits.detach().numpy(),
+                 gradient=grad.numpy())
+
+
 def silero(out: pathlib.Path, package: pathlib.Path) -> None:
     source = package / "silero_vad" / "data" / "silero_vad_16k_sequence.onnx"
     model = onnx.load(str(source))
@@ -132,6 +168,7 @@ def main() -> None:
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     export_classifiers(args.out)
+    export_stacked(args.out)
     if args.silero:
         silero(args.out, args.silero)
 

@@ -43,12 +43,26 @@ def row(op, kind, exporter):
     return f"| {op} | {direction} | {exporter} | yes | {oracle:.1e} | {conservation:.1e} | {gradient:.1e} |"
 
 
+def stacked_row(op, exporter):
+    """Two bidirectional layers: no oracle (it covers one layer); conservation and gradient."""
+    data = np.load(FIXTURES / f"stacked_{op}.npz")
+    path = FIXTURES / f"stacked_{op}_{exporter}.onnx"
+    x, targets = data["x"], data["targets"]
+    conserving = Explainer(path, composite="epsilon", epsilon=0.0, cell_epsilon=0.0).explain(x, target=targets)
+    grad = attributor(path).gradient(x, targets)
+    gradient = np.abs(grad - data["gradient"]).max() / np.abs(data["gradient"]).max()
+    conservation = np.abs(conserving.conservation() - 1).max()
+    return f"| {op} × 2 layers | bidirectional | {exporter} | yes | — | {conservation:.1e} | {gradient:.1e} |"
+
+
 def main():
     print("| op | direction | exporter | explained | LRP vs oracle (max abs diff / max abs) | "
           "abs(conservation − 1) | gradient vs autograd (max abs diff / max abs) |")
     print("|---|---|---|---|---|---|---|")
     for case in itertools.product(["LSTM", "GRU", "RNN"], ["uni", "bi"], ["legacy", "dynamo"]):
         print(row(*case))
+    for case in itertools.product(["LSTM", "GRU"], ["legacy", "dynamo"]):
+        print(stacked_row(*case))
 
 
 if __name__ == "__main__":
