@@ -14,6 +14,7 @@ Screenshots are quantised to 128 colours to stay small.
 from __future__ import annotations
 
 import io
+import os
 import shutil
 import sys
 import tempfile
@@ -28,14 +29,14 @@ from browser import Browser  # noqa: E402
 
 from onnx_lrp import cli  # noqa: E402
 
-MODEL = str(ROOT / "models" / "efficientnet_lite0.onnx")
-SAMPLES = ROOT / "models" / "samples"
+MODEL = "models/efficientnet_lite0.onnx"  # relative: the commands run in a scratch directory linking models/
+SAMPLES = Path("models/samples")
 PICTURES = ("cat.png", "coffee.png", "cat_cifar10.png", "textline.png", "textline_rotated.png")
 EVALUATE = ["evaluate", MODEL, str(SAMPLES / "cat_efficientnet_lite0.npy"), str(SAMPLES / "coffee_efficientnet_lite0.npy"),
             "--masks", str(SAMPLES), "--methods", "lrp", "gradient", "occlusion:window=32,stride=16", "random",
             "--metrics", "region_perturbation", "relevance_mass_accuracy", "pointing_game", "model_randomisation",
             "--randomisation-layers", "3", "--randomisation-samples", "2",
-            "--fail-under", "lrp:relevance_mass_accuracy=0.5", "--fail-under", "random:pointing_game=0.5"]
+            "--fail-under", "lrp:relevance_mass_accuracy=0.5", "--fail-under", "random:relevance_mass_accuracy=0.95"]
 OPEN_LAYERS = """(async () => {
   const d = document.querySelector('.card details'); d.open = true;
   d.closest('.card').scrollIntoView();
@@ -55,20 +56,22 @@ def save(png: bytes, path: Path, crop_height: int | None = None) -> None:
 def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
+        os.chdir(tmp)  # so that the pages show the README's commands' paths
+        (tmp / "models").symlink_to(ROOT / "models")
         (tmp / "pictures").mkdir()
         for name in PICTURES:
-            shutil.copy(SAMPLES / name, tmp / "pictures" / name)
-        code = cli.main([MODEL, str(tmp / "pictures"), "--keep-layers", "--html", "--out", str(tmp / "explain"),
-                         "--quiet"])
+            shutil.copy(ROOT / SAMPLES / name, tmp / "pictures" / name)
+        code = cli.main([MODEL, "pictures", "--keep-layers", "--html", "--out", str(tmp / "explain"), "--quiet"])
         assert code == 0, code
         code = cli.main(EVALUATE + ["--html", str(tmp / "report.html")])
-        assert code == 1, code  # the random baseline fails its gate, so the page shows a failure too
+        os.chdir(ROOT)
+        assert code in (0, 1), code  # 1: the random baseline failed its gate, which the page shows too
         with Browser.start(width=1040, height=820) as browser:
             page = browser.open((tmp / "explain" / "index.html").as_uri())
             save(page.screenshot(), ROOT / "docs" / "report_explain.png")
             page.eval(OPEN_LAYERS)
             save(page.screenshot(), ROOT / "docs" / "report_layers.png")
-        with Browser.start(width=1040, height=2400) as browser:
+        with Browser.start(width=1280, height=2000) as browser:
             page = browser.open((tmp / "report.html").as_uri())
             save(page.screenshot(), ROOT / "docs" / "report_evaluate.png")
             assert page.console_errors == [], page.console_errors

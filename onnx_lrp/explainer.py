@@ -148,11 +148,21 @@ class Explainer:
         layers = {t: np.concatenate([p[2][t] for p in parts]) for t in compiled.layers}
         flat = output.reshape(len(output), -1)
         chosen = np.where(targets < 0, flat.argmax(axis=1), targets).astype(np.int64)
-        return Explanation(relevance, output, chosen, layers, list(self.notes), x, *self._metadata())
+        return Explanation(relevance, output, chosen, layers, list(self.notes), x, self.preprocess, self.labels)
+
+    @property
+    def preprocess(self):
+        """How a picture becomes the model's input (:class:`onnx_lrp.metadata.Preprocess`, from the
+        model's ``onnx_lrp.preprocess`` metadata and its input shape), for showing inputs as pictures;
+        None when the metadata cannot be read (explaining does not need it)."""
+        return self._metadata()[0]
+
+    @property
+    def labels(self) -> list[str] | None:
+        """The class names of the model's ``onnx_lrp.labels`` metadata, or None."""
+        return self._metadata()[1]
 
     def _metadata(self) -> tuple:
-        """(preprocess, labels) from the model's metadata, for showing results; (None, None) when
-        the metadata cannot be read (explaining does not need it)."""
         if not hasattr(self, "_meta"):
             from . import inputs, metadata
 

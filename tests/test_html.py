@@ -262,3 +262,12 @@ def test_heatmap_thumbnail_is_the_colour_map_to_a_step():
         uri = heatmap_uri(m, cmap)
         shown = np.asarray(Image.open(io.BytesIO(base64.b64decode(uri.split(",", 1)[1]))).convert("RGB"), int)
         assert np.abs(shown - apply_cmap(normalize_symmetric(m), cmap).astype(int)).max() <= 3
+
+
+def test_tokens_are_escaped_and_coloured_by_sign():
+    from onnx_lrp.html import tokens_html
+
+    text = tokens_html(["<b>", "cat", "&"], [1.0, -0.5, 0.0])
+    assert "<b>" not in text and "&lt;b&gt;" in text and ">&amp;<" in text
+    colours = re.findall(r"background:rgb\((\d+),(\d+),(\d+)\)", text)
+    assert colours == [("255", "0", "0"), ("128", "128", "255"), ("255", "255", "255")]  # bwr: red, blue, white

@@ -75,7 +75,7 @@ def evaluate(model, inputs, *, masks=None, methods=DEFAULT_METHODS, metrics=DEFA
         if bar:
             bar.close()
     _summarise(report, running, curves, groups)
-    report.preprocess, labels = explainer._metadata()
+    report.preprocess, labels = explainer.preprocess, explainer.labels
     report.examples = examples.samples
     for sample in report.examples:
         sample["target_label"] = labels[sample["target"]] if labels and sample["target"] < len(labels) else None

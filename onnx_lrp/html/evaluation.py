@@ -50,7 +50,8 @@ def _table(report) -> str:
                    f'{"every gate passes" if report.passed else "a gate failed"}</p>')
     summary = (f'<p class="meta">{report.samples} samples ({report.samples_with_mask} with a mask); '
                f"{esc(report.model)}; {report.seconds:.1f} s</p>")
-    return (f'<table><tr><th class="l">method</th>{head}</tr>{"".join(rows)}</table>{summary}{verdict}'
+    return (f'<div class="wide"><table><tr><th class="l">method</th>{head}</tr>{"".join(rows)}</table></div>'
+            f"{summary}{verdict}"
             + (f"<ul>{gates}</ul>" if gates else ""))
 
 
@@ -111,7 +112,7 @@ def _samples(report, cmap: str) -> str:
     tail = f'<p class="meta">the first {len(report.examples)} of {report.samples} samples</p>' if more > 0 else ""
     return ("<h2>Heatmaps per sample</h2><p class=\"meta\">Each method's relevance for the explained class, "
             f"channels summed, normalised symmetrically per map ({esc(cmap)}: zero is the middle colour).</p>"
-            f'<table class="samples"><tr>{head}</tr>{"".join(rows)}</table>{tail}')
+            f'<div class="wide"><table class="samples"><tr>{head}</tr>{"".join(rows)}</table></div>{tail}')
 
 
 def _randomisation(report) -> str:

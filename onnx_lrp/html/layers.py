@@ -1,9 +1,11 @@
 """Relevance through the network (``keep_layers``): a small heatmap of every kept tensor in graph
 order from the output to the input, and a chart of Σ relevance per tensor.
 
-A conserving explanation keeps Σ relevance equal to the explained output all the way down; where
-the line drops or jumps, relevance is absorbed (biases, the ε stabiliser) or created (e.g. rules
-that do not conserve), which is what to look at when the conservation ratio surprises.
+Along a chain of layers a conserving explanation keeps Σ relevance equal to the explained output;
+where the line drops or jumps, relevance is absorbed (biases, the ε stabiliser) or created (rules
+that do not conserve), which is what to look at when the conservation ratio surprises. Where the
+graph branches (residual connections), a tensor inside a branch holds only that branch's share:
+a drop after an ``Add`` is a split, not a loss.
 """
 from __future__ import annotations
 

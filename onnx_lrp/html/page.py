@@ -42,7 +42,9 @@ STYLE = """
 .olrp .pass{background:#dff3e3}.olrp .fail{background:#fbdcdc;font-weight:600}
 .olrp .tokens span{padding:1px 2px;margin:1px;border-radius:3px;display:inline-block}
 .olrp .samples td{vertical-align:top;text-align:center}
-.olrp .samples img{width:128px;height:128px;object-fit:contain;background:#f4f4f4;image-rendering:pixelated}
+.olrp .samples img{width:112px;height:112px;object-fit:contain;background:#f4f4f4;image-rendering:pixelated;
+ outline:1px solid #ccc}
+.olrp .wide{overflow-x:auto;max-width:100%}
 .olrp svg text{font-size:11px;fill:#333}
 .olrp details summary{cursor:pointer;color:#0b57d0}
 """
