@@ -64,9 +64,11 @@ class Browser:
             os.dup2(from_browser_w, 4)
 
         args = [executable, *FLAGS, f"--user-data-dir={profile}", f"--window-size={width},{height}", "about:blank"]
+        # fds 3 and 4 are open here (the pipes took the lowest free numbers), so they can be kept open in
+        # the child, where as_fd3_fd4 has put the pipe ends on them by the time the others are closed
         process = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                   pass_fds=(3, 4, to_browser_r, from_browser_w) if _open(3, 4) else
-                                   (to_browser_r, from_browser_w), preexec_fn=as_fd3_fd4, close_fds=True)
+                                   pass_fds=(3, 4, to_browser_r, from_browser_w), preexec_fn=as_fd3_fd4,
+                                   close_fds=True)
         os.close(to_browser_r)
         os.close(from_browser_w)
         return cls(process, to_browser_w, from_browser_r, profile)
@@ -209,11 +211,3 @@ class Page:
         """Messages of alert/confirm/prompt dialogs the page opened (a report must open none)."""
         return [p.get("message", "") for p in self._mine("Page.javascriptDialogOpening")]
 
-
-def _open(*fds) -> bool:
-    try:
-        for fd in fds:
-            os.fstat(fd)
-        return True
-    except OSError:
-        return False
