@@ -391,5 +391,15 @@ def _signed_part(ctx, pairs, stabilizer, sign):
     return ctx.b.sum([ctx.b.mul(xi, ctx.vjp(s, mod)[0]) for xi, mod in pairs])
 
 
-RULES = {cls.__name__: cls for cls in (Epsilon, ZPlus, AlphaBeta, Gamma, Flat, WSquare, ZBox, Pass, Norm,
-                                       Gradient, Uniform, Softmax, DetachStd)}
+def _public_rules(base=Rule) -> dict[str, type]:
+    """Every public Rule subclass defined in this module (subclasses of private bases included)."""
+    found = {}
+    for cls in base.__subclasses__():
+        if cls.__module__ == __name__ and not cls.__name__.startswith("_"):
+            found[cls.__name__] = cls
+        found.update(_public_rules(cls))
+    return found
+
+
+#: rule name -> class: every public rule of this module, found, not listed
+RULES = _public_rules()
