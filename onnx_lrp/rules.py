@@ -326,11 +326,10 @@ class DetachStd(Rule):
         self.epsilon = epsilon
 
     def __call__(self, ctx):
-        detached = getattr(ctx.handler, "detached_vjp", None)
-        if detached is None:  # a division by σ: with σ constant the ε-rule is the identity
+        if ctx.handler.detached_vjp is None:  # a division by σ: with σ constant the ε-rule is the identity
             return Pass()(ctx)
         s = ctx.b.ratio(ctx.R, ctx.forward(), self.epsilon)
-        grads = detached(ctx.b, ctx.node, ctx.g, s)
+        grads = ctx.handler.detached_vjp(ctx.b, ctx.node, ctx.g, s)
         return [None if grad is None else ctx.b.mul(x, grad) for x, grad in zip(ctx.inputs, grads)]
 
 

@@ -42,17 +42,23 @@ def set_attr(node: onnx.NodeProto, name: str, value) -> None:
     node.attribute.append(onnx.helper.make_attribute(name, value))
 
 
+def weighted(node: onnx.NodeProto | None, with_bias: bool = False):
+    """The handler of ``node`` when it is a layer with a weight input (and a bias input, with
+    ``with_bias``): Conv, ConvTranspose, Gemm, MatMul, as their handlers declare; else None."""
+    if node is None:
+        return None
+    from ..ops.registry import lookup  # the handlers know the layers (imported late: ops imports graph)
+
+    handler = lookup(node)
+    if handler is None or handler.weight_input is None or (with_bias and handler.bias_input is None):
+        return None
+    return handler
+
+
 def out_channels(edit: GraphEditor, linear: onnx.NodeProto) -> int | None:
-    """Output channels of a Conv/ConvTranspose/Gemm/MatMul with a constant weight; None for a
-    MatMul whose weight is not a matrix (it has no single channel axis)."""
-    w = edit.const(linear.input[1])
-    if linear.op_type == "Conv":
-        return w.shape[0]
-    if linear.op_type == "ConvTranspose":
-        return w.shape[1] * attr(linear, "group", 1)
-    if linear.op_type == "Gemm":
-        return w.shape[0] if attr(linear, "transB", 0) else w.shape[1]
-    return w.shape[1] if w.ndim == 2 else None
+    """Output channels of a weighted layer with a constant weight (its handler says how to read
+    them); None for a MatMul whose weight is not a matrix (it has no single channel axis)."""
+    return weighted(linear).out_channels(linear, edit.const(linear.input[1]))
 
 
 def channel_bias(edit: GraphEditor, linear: onnx.NodeProto, channels: int) -> np.ndarray | None:

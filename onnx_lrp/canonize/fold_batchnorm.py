@@ -8,10 +8,9 @@ from __future__ import annotations
 import numpy as np
 import onnx
 
-from ._edit import attr, copy_model, drop_unused_initializers, set_attr
+from ._edit import attr, copy_model, drop_unused_initializers, set_attr, weighted
 from .editor import GraphEditor
 
-_LINEAR = ("Conv", "ConvTranspose", "Gemm")
 
 
 def fold_batchnorm(model: onnx.ModelProto) -> onnx.ModelProto:
@@ -44,7 +43,7 @@ def fold_batchnorm(model: onnx.ModelProto) -> onnx.ModelProto:
 
 def _foldable_producer(edit, bn):
     linear = edit.producer(bn.input[0])
-    if linear is None or linear.op_type not in _LINEAR:
+    if weighted(linear, with_bias=True) is None:
         return None
     if len(edit.consumers(linear.output[0])) != 1 or edit.is_output(linear.output[0]):
         return None
@@ -77,12 +76,7 @@ def _bn_affine(edit, bn):
 def _scale_linear(edit, node, scale, shift) -> None:
     weight = edit.const(node.input[1]).astype(np.float64)
     bias = _bias(edit, node, len(scale))
-    if node.op_type == "Conv":
-        weight = weight * scale.reshape((-1,) + (1,) * (weight.ndim - 1))
-    elif node.op_type == "ConvTranspose":
-        weight = _scale_convtranspose(weight, scale, attr(node, "group", 1))
-    else:
-        weight = _scale_gemm(node, weight, scale)
+    weight = weighted(node).scale_output_channels(node, weight, scale)
     _set_params(edit, node, weight, bias * scale + shift)
 
 
@@ -93,19 +87,6 @@ def _bias(edit, node, channels) -> np.ndarray:
             b = b * attr(node, "beta", 1.0)
         return np.broadcast_to(b.reshape(-1) if b.size == channels else b, (channels,)).copy()
     return np.zeros(channels)
-
-
-def _scale_convtranspose(weight, scale, group):
-    c_in, m_per_group = weight.shape[0], weight.shape[1]
-    w = weight.reshape((group, c_in // group, m_per_group) + weight.shape[2:])
-    s = scale.reshape((group, 1, m_per_group) + (1,) * (weight.ndim - 2))
-    return (w * s).reshape(weight.shape)
-
-
-def _scale_gemm(node, weight, scale):
-    if attr(node, "transB", 0):
-        return weight * scale[:, None]
-    return weight * scale[None, :]
 
 
 def _set_params(edit, node, weight, bias) -> None:

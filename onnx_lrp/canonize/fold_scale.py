@@ -12,11 +12,10 @@ from __future__ import annotations
 import numpy as np
 import onnx
 
-from ._edit import attr, channel_bias, copy_model, drop_unused_initializers, out_channels, set_bias
+from ._edit import attr, channel_bias, copy_model, drop_unused_initializers, out_channels, set_bias, weighted
 from .editor import GraphEditor
 from .fuse_bias import fuse_bias
 
-_LINEAR = ("Conv", "ConvTranspose", "Gemm", "MatMul")
 
 
 def fold_linear_affine(model: onnx.ModelProto, ranks: dict[str, int] | None = None) -> onnx.ModelProto:
@@ -72,7 +71,7 @@ def _linear_operand(edit, node):
     only with the linear op first)."""
     for idx in ((0,) if node.op_type in ("Div", "Sub") else (0, 1)):
         linear = edit.producer(node.input[idx])
-        if linear is None or linear.op_type not in _LINEAR:
+        if weighted(linear) is None:
             continue
         const = edit.const(node.input[1 - idx])
         if const is None:
@@ -99,7 +98,7 @@ def _per_channel(edit, linear, const, channels) -> np.ndarray | None:
     const = np.asarray(const, np.float64)
     if const.size == 1:
         return np.full(channels, float(const.reshape(-1)[0]))
-    if linear.op_type in ("Conv", "ConvTranspose"):
+    if weighted(linear).output_channel_axis == 1:  # NCHW convolutions; dense layers: the last axis
         rank = edit.const(linear.input[1]).ndim
         if const.ndim > rank or const.ndim < 2:
             return None  # a 1-D constant broadcasts along the last spatial axis, not the channels
@@ -113,24 +112,14 @@ def _per_channel(edit, linear, const, channels) -> np.ndarray | None:
 
 def _bias(edit, linear, channels) -> tuple[bool, np.ndarray | None]:
     """(usable, bias per channel); a MatMul has none, a per-sample Gemm C is not usable."""
-    if linear.op_type == "MatMul":
+    if weighted(linear).bias_input is None:
         return True, None
     bias = channel_bias(edit, linear, channels)
     return (False, None) if bias is None else (True, bias.copy())
 
 
 def _scale_weight(linear, weight, scale):
-    if linear.op_type == "Conv":
-        return weight * scale.reshape((-1,) + (1,) * (weight.ndim - 1))
-    if linear.op_type == "ConvTranspose":
-        group = attr(linear, "group", 1)
-        c_in, per_group = weight.shape[0], weight.shape[1]
-        w = weight.reshape((group, c_in // group, per_group) + weight.shape[2:])
-        s = scale.reshape((group, 1, per_group) + (1,) * (weight.ndim - 2))
-        return (w * s).reshape(weight.shape)
-    if linear.op_type == "Gemm" and attr(linear, "transB", 0):
-        return weight * scale[:, None]
-    return weight * scale[None, :]
+    return weighted(linear).scale_output_channels(linear, weight, scale)
 
 
 def _set(edit, linear, weight, bias) -> None:

@@ -9,7 +9,8 @@ from __future__ import annotations
 import numpy as np
 import onnx
 
-from ._edit import channel_bias, copy_model, drop_unused_initializers, out_channels, set_attr, set_bias
+from ._edit import (channel_bias, copy_model, drop_unused_initializers, out_channels, set_attr, set_bias,
+                    weighted)
 from .editor import GraphEditor
 
 
@@ -50,7 +51,7 @@ def _fuse(edit, add, ranks) -> bool:
 def _linear_and_const(edit, add):
     for lin_idx in (0, 1):
         linear = edit.producer(add.input[lin_idx])
-        if linear is None or linear.op_type not in ("Conv", "ConvTranspose", "Gemm", "MatMul"):
+        if weighted(linear) is None:
             continue
         const = edit.const(add.input[1 - lin_idx])
         if const is None:
@@ -67,7 +68,7 @@ def _as_channel_bias(edit, const, channels, linear, ranks):
     """The constant as a per-output-channel vector, or None when it is not one."""
     if channels is None:
         return None
-    if linear.op_type in ("Conv", "ConvTranspose"):
+    if weighted(linear).output_channel_axis == 1:  # NCHW convolutions; dense layers: the last axis
         rank = edit.const(linear.input[1]).ndim
         if const.ndim > rank:
             return None

@@ -85,6 +85,9 @@ class Handler:
     #: True for a gate on a state that carries no relevance (a recurrent cell's initial state):
     #: the rules that give a gate nothing (Pass) pass nothing at all, the state's share is absorbed
     absorbs: bool = False
+    #: normalisations define ``detached_vjp(b, node, g, grad)``: the VJP with the statistic (σ) held
+    #: constant, one gradient (or None) per relevant input, for the DetachStd rule; None elsewhere
+    detached_vjp = None
 
     def category_of(self, node: onnx.NodeProto, g: ModelGraph) -> str:
         """The composite category of this node (some families depend on the operands)."""
@@ -129,11 +132,28 @@ class Handler:
 
     #: position of the weight among ``node.input`` for ops with one (Conv: 1), else None
     weight_input: int | None = None
+    #: position of the bias among ``node.input`` for ops that take one (Conv: 2), else None
+    bias_input: int | None = None
+    #: axis of the output holding the output channels of a weighted op (1: NCHW convolutions, -1: dense)
+    output_channel_axis: int | None = None
 
     def weight_axes(self, node: onnx.NodeProto) -> tuple[int, int] | None:
         """(output-channel axis, input-channel axis) of the weight input (:attr:`weight_input`), from
         the node's attributes alone so that graph rewrites (which have no shapes) can ask too."""
         return None
+
+    def out_channels(self, node: onnx.NodeProto, weight: np.ndarray) -> int | None:
+        """Output channels of a weighted op given its weight; None without a single channel axis."""
+        axes = self.weight_axes(node)
+        return None if axes is None else int(weight.shape[axes[0]])
+
+    def scale_output_channels(self, node: onnx.NodeProto, weight: np.ndarray, scale: np.ndarray) -> np.ndarray:
+        """The weight with output channel c multiplied by ``scale[c]`` (what folding a per-channel
+        scale after the op into it needs)."""
+        axis = self.weight_axes(node)[0]
+        shape = [1] * weight.ndim
+        shape[axis] = -1
+        return weight * np.asarray(scale).reshape(shape)
 
     def forward(self, b: GraphBuilder, node: onnx.NodeProto, g: ModelGraph, inputs: list[str],
                 params: dict | None) -> str:

@@ -41,7 +41,7 @@ class ConvHandler(Handler):
     linear = True
     data_input = 0
     data_dependent = "the weight or bias is computed from the explained data; onnx-lrp needs constants"
-    weight_input = 1
+    weight_input, bias_input, output_channel_axis = 1, 2, 1
 
     def weight_axes(self, node):
         return (0, 1)  # (C_out, C_in / group, *kernel)
@@ -117,6 +117,16 @@ class ConvTransposeHandler(ConvHandler):
     def weight_axes(self, node):
         return (1, 0)  # (C_in, C_out / group, *kernel)
 
+    def out_channels(self, node, weight):
+        return int(weight.shape[1]) * attr(node, "group", 1)
+
+    def scale_output_channels(self, node, weight, scale):
+        group = attr(node, "group", 1)
+        c_in, per_group = weight.shape[0], weight.shape[1]
+        w = weight.reshape((group, c_in // group, per_group) + weight.shape[2:])
+        s = np.asarray(scale).reshape((group, 1, per_group) + (1,) * (weight.ndim - 2))
+        return (w * s).reshape(weight.shape)
+
     def check(self, node, g):
         super().check(node, g)
         if attr(node, "output_shape") or attr(node, "auto_pad", "NOTSET") not in ("NOTSET", ""):
@@ -155,7 +165,7 @@ class GemmHandler(Handler):
     linear = True
     data_input = 0
     data_dependent = "Gemm is supported with the data as A and a constant B"
-    weight_input = 1
+    weight_input, bias_input, output_channel_axis = 1, 2, -1
 
     def weight_axes(self, node):
         return (0, 1) if attr(node, "transB", 0) else (1, 0)
@@ -200,10 +210,13 @@ class MatMulHandler(Handler):
     category = DENSE
     linear = True
 
-    weight_input = 1  # x @ W, as exporters write dense layers; W @ x has the weight first
+    weight_input, output_channel_axis = 1, -1  # x @ W, as exporters write dense layers; W @ x has it first
 
     def weight_axes(self, node):
         return (1, 0)  # W (in, out) of x @ W
+
+    def out_channels(self, node, weight):
+        return int(weight.shape[1]) if weight.ndim == 2 else None  # a batched weight has no single axis
 
     def _data_index(self, node, g) -> int:
         return 0 if node.input[0] in g.relevant else 1

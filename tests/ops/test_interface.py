@@ -122,3 +122,33 @@ def test_signal_is_declared_by_every_handler():
     two = helper.make_node("Add", ["x", "z"], ["y"], name="a")
     G.relevant_inputs = lambda self, node: [0, 1]
     assert base.Handler().signal(two, G()) is None
+
+
+def test_weighted_layers_declare_their_channel_layout():
+    """What the canonizers fold a per-channel scale with: out_channels and scale_output_channels
+    against the layer run on the scaled weight (y_c scaled by s_c) in numpy."""
+    rng = np.random.default_rng(0)
+    cases = {
+        "Conv": (helper.make_node("Conv", ["x", "w"], ["y"]), rng.standard_normal((4, 3, 2, 2)), 4, 0),
+        "ConvTranspose_group": (helper.make_node("ConvTranspose", ["x", "w"], ["y"], group=2),
+                                rng.standard_normal((4, 3, 2, 2)), 6, None),
+        "Gemm_transB": (helper.make_node("Gemm", ["x", "w"], ["y"], transB=1), rng.standard_normal((5, 3)), 5, 0),
+        "Gemm": (helper.make_node("Gemm", ["x", "w"], ["y"]), rng.standard_normal((3, 5)), 5, 1),
+        "MatMul": (helper.make_node("MatMul", ["x", "w"], ["y"]), rng.standard_normal((3, 5)), 5, 1),
+    }
+    for name, (node, weight, channels, axis) in cases.items():
+        handler = registry.lookup(node)
+        assert handler.weight_input == 1 and handler.out_channels(node, weight) == channels, name
+        scale = np.arange(1.0, channels + 1)
+        scaled = handler.scale_output_channels(node, weight, scale)
+        if axis is not None:
+            expected = np.moveaxis(np.moveaxis(weight, axis, -1) * scale, -1, axis)
+        else:  # ConvTranspose (C_in, C_out / group, ...): output channel g·per_group + m is w[g-th block, :, m]
+            per_group = weight.shape[1]
+            expected = weight.copy()
+            for c in range(channels):
+                g, m = divmod(c, per_group)
+                expected[g * 2:(g + 1) * 2, m] *= scale[c]
+        np.testing.assert_allclose(scaled, expected, err_msg=name)
+    assert registry.lookup(helper.make_node("MatMul", ["x", "w"], ["y"])).bias_input is None
+    assert registry.lookup(helper.make_node("Relu", ["x"], ["y"])).weight_input is None
