@@ -18,6 +18,7 @@ from .graph import FLOAT_TYPES, ModelGraph, data_input, declared_shape, load_det
 from .weights import materialize
 from .ops.registry import supported_op_types
 from .probe import probe
+from .specialize import specialize
 
 
 @dataclass
@@ -112,12 +113,14 @@ class Explainer:
         """The canonized model as a DAG with shapes probed at ``sample_shape`` (one sample's dims)."""
         key = tuple(int(d) for d in sample_shape)
         if key not in self._graphs:
-            batch = self.input_shape[0] if isinstance(self.input_shape[0], int) and self.input_shape[0] > 0 else 1
-            model = self.model
-            shapes, dtypes = probe(model, self.input_name, (batch,) + key, self.label)
+            fixed = self._fixed_batch()
+            batches = [fixed] if fixed else [1, 2]
+            samples = [{self.input_name: _sample((n,) + key)} for n in batches]
+            model = specialize(self.model, samples, self.label)
+            shapes, dtypes = probe(model, self.input_name, (batches[0],) + key, self.label)
             if has_recurrent(model):  # unrolled at this input's sequence length
                 model = unroll_recurrent(model, shapes)
-                shapes, dtypes = probe(model, self.input_name, (batch,) + key, self.label)
+                shapes, dtypes = probe(model, self.input_name, (batches[0],) + key, self.label)
             self._graphs[key] = ModelGraph.build(model, self.label, self.input_name, self.output_name,
                                                  shapes, dtypes)
         return self._graphs[key]
@@ -264,6 +267,11 @@ def _targets(target, n: int, num_classes: int) -> np.ndarray:
         raise InvalidTarget(f"target {int(bad[0])} is out of range: the model has {num_classes} outputs "
                             f"(valid 0..{num_classes - 1}, or -1 / None for the predicted class)")
     return arr.astype(np.int64)
+
+
+def _sample(shape: tuple) -> np.ndarray:
+    """Data to evaluate shape arithmetic on: only its shape matters."""
+    return np.random.default_rng(0).standard_normal(shape).astype(np.float32)
 
 
 def _fmt(shape) -> str:
