@@ -26,8 +26,8 @@ import numpy as np
 from . import composites
 from .compile import RELEVANCE, TARGET, Compiled, compile_explainer
 from .composites import Composite
-from .errors import InvalidInput, OnnxLrpError
-from .executor import make_session
+from .errors import InvalidInput
+from .executor import make_session, run_batched
 from .explainer import Explainer, _targets
 from .rules import Gradient
 from .weights import materialize
@@ -85,13 +85,8 @@ class Attributor:
         if self._forward is None:
             self._forward = make_session(self.explainer.model, self.explainer.providers)
         x = np.ascontiguousarray(x, dtype=np.float32)
-        step = self.chunk(batch_size)
-        parts = []
-        for i in range(0, len(x), step):
-            part = x[i:i + step]
-            out = self._run(self._forward, [self.explainer.output_name], {self.input_name: part})[0]
-            parts.append(out.reshape(len(part), -1))
-        return np.concatenate(parts)
+        out = self._run(self._forward, [self.explainer.output_name], {self.input_name: x}, batch_size)[0]
+        return out.reshape(len(x), -1)
 
     def scores(self, x: np.ndarray, target: np.ndarray, batch_size: int | None = None) -> np.ndarray:
         """The output of class ``target[i]`` for sample ``x[i]`` (float64)."""
@@ -116,13 +111,7 @@ class Attributor:
         x = np.ascontiguousarray(x, dtype=np.float32)
         target = np.asarray(target, np.int64)
         compiled, session = self._gradient_program(x.shape[1:])
-        step = self.chunk(batch_size)
-        parts = []
-        for i in range(0, len(x), step):
-            part = x[i:i + step]
-            feeds = {compiled.input_name: part, TARGET: target[i:i + step]}
-            parts.append(self._run(session, [RELEVANCE], feeds)[0])
-        return np.concatenate(parts)
+        return self._run(session, [RELEVANCE], {compiled.input_name: x, TARGET: target}, batch_size)[0]
 
     def _gradient_program(self, sample_shape) -> tuple[Compiled, object]:
         key = tuple(int(d) for d in sample_shape)
@@ -146,18 +135,11 @@ class Attributor:
                                        input_name=e.input_name)
         return self._lrp[key]
 
-    def _run(self, session, names, feeds):
-        """Run ``session``; a model with a baked-in batch size gets its last, short chunk padded
-        (by repeating the last row) and the outputs trimmed back."""
-        n = len(feeds[self.input_name])
-        fixed = self.explainer._fixed_batch()
-        if fixed and n < fixed:
-            feeds = {k: np.concatenate([v, np.repeat(v[-1:], fixed - n, axis=0)]) for k, v in feeds.items()}
-        try:
-            return [v[:n] for v in session.run(names, feeds)]
-        except Exception as exc:
-            raise OnnxLrpError(f"onnxruntime failed running {self.explainer.label!r} on input shape "
-                               f"{feeds[self.input_name].shape} ({type(exc).__name__}: {exc})") from exc
+    def _run(self, session, names, inputs, batch_size=None):
+        """Run ``session`` in chunks (see :func:`onnx_lrp.executor.run_batched`)."""
+        n = len(inputs[self.input_name])
+        return run_batched(session, names, inputs, {k: 0 for k in inputs}, n, self.chunk(batch_size),
+                           self.explainer._fixed_batch(), self.explainer.label)
 
 
 def _outputs(proto) -> set[str]:

@@ -24,6 +24,8 @@ from .ops.registry import handler_for
 from .weights import store_of
 
 TARGET = "target"
+#: the explainer input of weights over the output (seed = weights ⊙ output), compiled with weights=True
+WEIGHTS = "target_weights"
 RELEVANCE = "relevance"
 _LINEAR = (cat.CONV, cat.DENSE)
 
@@ -48,6 +50,8 @@ class Compiled:
     num_classes: int
     layers: dict[str, str] = field(default_factory=dict)
     rules: dict[str, str] = field(default_factory=dict)
+    #: explained graph input -> the output holding its relevance (``relevance`` for the first)
+    relevances: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -97,14 +101,17 @@ def assign_rules(g: ModelGraph, composite: Composite) -> list[tuple]:
 
 
 def compile_explainer(g: ModelGraph, composite: Composite, keep_layers: bool = False,
-                      seed_times_output: bool = True, device: str = "cpu") -> Compiled:
+                      seed_times_output: bool = True, weights: bool = False, device: str = "cpu") -> Compiled:
     """Build the explainer graph. The output relevance is one-hot(target) × output, or the bare
-    one-hot with ``seed_times_output=False`` (what gradient-based attributions start from).
+    one-hot with ``seed_times_output=False`` (what gradient-based attributions start from). With
+    ``weights=True`` the graph takes float weights shaped like the output instead of a class per
+    sample (input :data:`WEIGHTS`), and the seed is weights × output.
     ``device`` (``"cpu"`` or ``"cuda"``) lets handlers pick ops that onnxruntime has kernels for there."""
     plan = assign_rules(g, composite)
     b = GraphBuilder(all_names(g.model), store=store_of(g.model), device=device)
     b.reuse(g.consts)
-    relevance: dict[str, list[str]] = {g.output_name: [_seed(b, g, seed_times_output)]}
+    seed = _weighted_seed(b, g, seed_times_output) if weights else _seed(b, g, seed_times_output)
+    relevance: dict[str, list[str]] = {g.output_name: [seed]}
     shared, layers = SharedTensors(), {}
     for node, handler, rule in reversed(plan):
         arriving = [_total(b, relevance.get(t)) for t in node.output]
@@ -117,15 +124,19 @@ def compile_explainer(g: ModelGraph, composite: Composite, keep_layers: bool = F
         for tensor, r in zip(ctx.inputs, rule(ctx)):
             if r is not None:  # None: the rule gives this input no relevance (e.g. a gate)
                 relevance.setdefault(tensor, []).append(r)
-    if g.input_name not in relevance:
-        raise InvalidInput(f"output {g.output_name!r} of {g.label!r} does not depend on input {g.input_name!r} "
-                           "through any floating-point path; nothing to explain")
-    final = _total(b, relevance[g.input_name])
-    b.op("Identity", [final], outputs=[RELEVANCE])
-    layers[g.input_name] = final
-    model, layer_outputs = _assemble(g, b, layers if keep_layers else {})
+    outputs = {}
+    for i, (name, source) in enumerate(g.sources.items()):
+        if source not in relevance:
+            where = f"input {name!r}" + (f" (through {source!r})" if source != name else "")
+            raise InvalidInput(f"output {g.output_name!r} of {g.label!r} does not depend on {where} through any "
+                               "floating-point path; nothing to explain")
+        final = _total(b, relevance[source])
+        outputs[name] = RELEVANCE if i == 0 else f"{RELEVANCE}/{name}"
+        b.op("Identity", [final], outputs=[outputs[name]])
+        layers[source] = final
+    model, layer_outputs = _assemble(g, b, layers if keep_layers else {}, outputs, weights)
     rules = {node.name: repr(rule) for node, _, rule in plan}
-    return Compiled(model, g.input_name, g.output_name, _num_classes(g), layer_outputs, rules)
+    return Compiled(model, g.input_name, g.output_name, _num_classes(g), layer_outputs, rules, outputs)
 
 
 def _total(b: GraphBuilder, terms: list[str] | None) -> str | None:
@@ -136,6 +147,11 @@ def _total(b: GraphBuilder, terms: list[str] | None) -> str | None:
 
 def _num_classes(g: ModelGraph) -> int:
     return int(np.prod(g.shape(g.output_name)[1:], dtype=np.int64))
+
+
+def _weighted_seed(b: GraphBuilder, g: ModelGraph, times_output: bool = True) -> str:
+    """weights × output: a mask over a map, a direction in an embedding space, one detection row."""
+    return b.op("Mul", [WEIGHTS, g.output_name], hint="seed") if times_output else b.op("Identity", [WEIGHTS])
 
 
 def _seed(b: GraphBuilder, g: ModelGraph, times_output: bool = True) -> str:
@@ -162,13 +178,16 @@ def all_names(model: onnx.ModelProto) -> set[str]:
     return names
 
 
-def _assemble(g: ModelGraph, b: GraphBuilder, layers: dict[str, str]) -> tuple[onnx.ModelProto, dict]:
+def _assemble(g: ModelGraph, b: GraphBuilder, layers: dict[str, str], relevances: dict[str, str],
+              weights: bool = False) -> tuple[onnx.ModelProto, dict]:
     src = g.model.graph
-    x_shape = ["N"] + [int(d) for d in g.shape(g.input_name)[1:]]
-    inputs = [helper.make_tensor_value_info(g.input_name, TensorProto.FLOAT, x_shape),
-              helper.make_tensor_value_info(TARGET, TensorProto.INT64, ["N"])]
-    outputs = [helper.make_tensor_value_info(RELEVANCE, TensorProto.FLOAT, x_shape),
-               helper.make_tensor_value_info(g.output_name, TensorProto.FLOAT, _dims(g, g.output_name))]
+    inputs = [helper.make_tensor_value_info(vi.name, vi.type.tensor_type.elem_type, _input_dims(g, vi.name))
+              for vi in src.input]
+    inputs.append(helper.make_tensor_value_info(WEIGHTS, TensorProto.FLOAT, _dims(g, g.output_name)) if weights
+                  else helper.make_tensor_value_info(TARGET, TensorProto.INT64, ["N"]))
+    outputs = [helper.make_tensor_value_info(out, TensorProto.FLOAT, _dims(g, g.sources[name]))
+               for name, out in relevances.items()]
+    outputs.append(helper.make_tensor_value_info(g.output_name, TensorProto.FLOAT, _dims(g, g.output_name)))
     layer_nodes, layer_outputs = [], {}
     for tensor, name in layers.items():
         out_name = layer_outputs[tensor] = f"relevance:{tensor}"
@@ -198,6 +217,15 @@ def _with_extra_outputs(node: onnx.NodeProto, extra: dict[int, str] | None) -> o
     for index, name in extra.items():
         amended.output[index] = name
     return amended
+
+
+def _input_dims(g: ModelGraph, name: str) -> list:
+    """A graph input's dims: the batch axis symbolic (the batch is free), the rest as compiled."""
+    axis = g.batch_axes.get(name, 0)
+    dims = [int(d) for d in g.shape(name)]
+    if axis is not None and dims:
+        dims[axis] = "N"
+    return dims
 
 
 def _dims(g: ModelGraph, tensor: str) -> list:

@@ -1,6 +1,7 @@
 """onnxruntime sessions: provider choice and session options."""
 from __future__ import annotations
 
+import numpy as np
 import onnx
 import onnxruntime as ort
 
@@ -58,3 +59,42 @@ def make_session(model: onnx.ModelProto, providers: list[str], optimize: bool = 
 def _session_error(model: onnx.ModelProto, providers: list[str], exc: Exception) -> OnnxLrpError:
     return OnnxLrpError(f"onnxruntime cannot load graph {model.graph.name!r} (providers {providers!r}): "
                         f"{type(exc).__name__}: {exc}")
+
+
+def run_batched(session, names: list[str], inputs: dict[str, np.ndarray], batch_axes: dict[str, int | None],
+                n: int, step: int | None = None, fixed: int | None = None, label: str = "model") -> list[np.ndarray]:
+    """Run ``session`` on ``n`` samples in chunks of ``step`` and concatenate the outputs along
+    axis 0 (the batch of every output the compiled graphs return).
+
+    ``batch_axes`` gives each input's batch axis (None: the input has none and is given whole to
+    every chunk). A model with a baked-in batch size ``fixed`` gets its last, short chunk padded
+    (by repeating the last sample along each input's batch axis) and the outputs trimmed back.
+    onnxruntime's failures become :class:`OnnxLrpError` naming the inputs' shapes.
+    """
+    step = fixed or step or n
+    parts = []
+    for start in range(0, n, step):
+        count = min(step, n - start)
+        chunk = {name: _take(value, batch_axes.get(name), start, count, fixed) for name, value in inputs.items()}
+        try:
+            values = session.run(names, chunk)
+        except Exception as exc:  # onnxruntime raises its own types, not OnnxLrpError
+            shapes = {k: tuple(v.shape) for k, v in chunk.items()}
+            raise OnnxLrpError(f"onnxruntime failed running {label!r} on inputs of shapes {shapes} "
+                               f"({type(exc).__name__}: {exc})") from exc
+        parts.append([np.asarray(v)[:count] for v in values])
+    if len(parts) == 1:
+        return parts[0]
+    return [np.concatenate([p[i] for p in parts]) for i in range(len(names))]
+
+
+def _take(value: np.ndarray, axis: int | None, start: int, count: int, fixed: int | None) -> np.ndarray:
+    if axis is None:
+        return value
+    index = [slice(None)] * value.ndim
+    index[axis] = slice(start, start + count)
+    part = value[tuple(index)]
+    if fixed and count < fixed:
+        last = np.take(part, [count - 1], axis=axis)
+        part = np.concatenate([part, np.repeat(last, fixed - count, axis=axis)], axis=axis)
+    return np.ascontiguousarray(part)

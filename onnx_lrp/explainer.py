@@ -10,11 +10,11 @@ import onnx
 from . import composites
 from .canonize import canonize
 from .canonize.unroll_rnn import has_recurrent, unroll_recurrent
-from .compile import RELEVANCE, TARGET, Compiled, compile_explainer
+from .compile import RELEVANCE, TARGET, WEIGHTS, Compiled, compile_explainer
 from .errors import InvalidInput, InvalidTarget, OnnxLrpError
-from .executor import CUDA, make_session, resolve_providers
+from .executor import CUDA, make_session, resolve_providers, run_batched
 from .files import write_atomic
-from .graph import FLOAT_TYPES, ModelGraph, data_input, declared_shape, load_detached
+from .graph import FLOAT_TYPES, ModelGraph, declared_shape, explained_inputs, load_detached
 from .weights import materialize
 from .ops.registry import supported_op_types
 from .probe import probe
@@ -27,9 +27,12 @@ class Explanation:
 
     Attributes
     ----------
-    relevance : ndarray, same shape as the input
+    relevance : ndarray, the first explained input's relevance: shaped like that input, or for
+        integer data (token ids, bytes) like the first floating-point tensor computed from it,
+        e.g. the embedding output (N, T, H)
     output : ndarray, the model output (logits when a trailing softmax was stripped)
-    target : ndarray (N,) int64, the explained class per sample
+    target : ndarray (N,) int64, the explained class per sample (a flat index into one sample's
+        output; -1 where weights were given instead)
     layers : dict, tensor name -> relevance at that tensor (with ``keep_layers=True``)
     notes : list of str, what onnx-lrp changed to explain the model (e.g. softmax stripped)
     input : ndarray or None, the explained input (for showing it as a picture)
@@ -39,6 +42,11 @@ class Explanation:
 
     In a notebook an Explanation shows itself (:meth:`_repr_html_`): per sample the heatmap, the
     picture and overlay when the input is an image, the prediction and the conservation.
+    relevances : dict, every explained input's name -> its relevance (``relevance`` is the first)
+    sources : dict, every explained input's name -> the tensor its relevance is given at (itself,
+        or the first floating-point tensor computed from integer data)
+    weights : ndarray (N, ...) or None, the weights over the output when the target was given as
+        weights (the explained quantity is Σ weights ⊙ output)
     """
 
     relevance: np.ndarray
@@ -49,6 +57,9 @@ class Explanation:
     input: np.ndarray | None = field(default=None, repr=False)
     preprocess: object = field(default=None, repr=False)
     labels: list[str] | None = field(default=None, repr=False)
+    relevances: dict[str, np.ndarray] = field(default_factory=dict)
+    sources: dict[str, str] = field(default_factory=dict)
+    weights: np.ndarray | None = None
 
     @property
     def prediction(self) -> np.ndarray:
@@ -58,17 +69,26 @@ class Explanation:
     def target_output(self) -> np.ndarray:
         """The explained output value per sample (what a conserving explanation sums to)."""
         flat = self.output.reshape(len(self.output), -1)
+        if self.weights is not None:
+            return (self.weights.reshape(len(flat), -1).astype(np.float64) * flat).sum(axis=1)
         return flat[np.arange(len(flat)), self.target]
 
     def conservation(self) -> np.ndarray:
-        """Sum of input relevance divided by the explained output, per sample."""
-        total = self.relevance.reshape(len(self.relevance), -1).sum(axis=1, dtype=np.float64)
+        """Sum of the relevance of every explained input divided by the explained output, per sample."""
+        parts = self.relevances.values() if self.relevances else [self.relevance]
+        total = sum(r.reshape(len(r), -1).sum(axis=1, dtype=np.float64) for r in parts)
         return total / self.target_output
 
     def _repr_html_(self) -> str:
         from .html import explanation_html
 
         return explanation_html(self)
+
+    def per_position(self, name: str | None = None) -> np.ndarray:
+        """Relevance summed over the last (feature) axis, e.g. (N, T) per token for an embedding
+        output (N, T, H); ``name`` picks an explained input (default the first)."""
+        relevance = self.relevance if name is None else self.relevances[name]
+        return relevance.sum(axis=-1)
 
 
 class Explainer:
@@ -81,24 +101,52 @@ class Explainer:
         A preset name (see :func:`onnx_lrp.composites.names`) or a composite object.
     providers : list of str, optional
         onnxruntime execution providers; default CUDA when available, then CPU.
-    output : str, optional
-        The graph output to explain; default the first floating-point output.
-    input_name : str, optional
-        The graph input to explain, when the model has several.
+    output_name : str, optional
+        The graph output to explain; default the first floating-point output. ``output`` is an
+        alias.
+    input_name : str or list of str, optional
+        The graph input(s) to explain; default the one floating-point input, else the integer
+        input ``input_ids``, else the integer inputs that index an embedding table. Every other
+        input the explained output reads is fed (``explain(..., feeds=)``) and is a constant to
+        the rules. For integer inputs the explanation starts at the first floating-point tensor
+        computed from them (see :attr:`sources`).
+    batch_axis : 0 or None
+        None for a model whose inputs have no batch axis (axis 0 is time, a frame sequence): the
+        whole input is one sample, targets index the whole output, and the results carry a
+        leading batch axis of 1.
     **composite_kwargs
         Passed to the preset, e.g. ``low=``, ``high=`` for ``epsilon_gamma_box``.
     """
 
     def __init__(self, model, composite="epsilon_plus_flat", providers=None, output=None, input_name=None,
-                 **composite_kwargs):
+                 output_name=None, batch_axis=0, **composite_kwargs):
         proto, self.label, self._weights = load_detached(model)
         self.source_model = proto
-        vi = data_input(proto, self.label, input_name)
-        self.input_name, self.input_shape = vi.name, declared_shape(vi)
-        canon = canonize(proto, _pick_output(proto, self.label, output))
+        if output is not None and output_name is not None and output != output_name:
+            raise InvalidInput(f"output={output!r} and output_name={output_name!r} disagree; give one")
+        picked = explained_inputs(proto, self.label, input_name)
+        self.input_names = [vi.name for vi in picked]
+        self.input_name = self.input_names[0]
+        declared = {vi.name: vi for vi in proto.graph.input}
+        self.input_shape = declared_shape(declared[self.input_name])
+        self.batch_axis = batch_axis
+        if batch_axis not in (0, None):
+            raise InvalidInput(f"batch_axis={batch_axis!r}: give 0 (the inputs are batches) or None (the whole "
+                               "input is one sample)")
+        proto = _copy(proto)
+        out = _pick_output(proto, self.label, output_name if output_name is not None else output)
+        if batch_axis is None:
+            out = _add_batch_axis(proto, self.input_names, out)
+            declared = {vi.name: vi for vi in proto.graph.input}
+            self.input_shape = declared_shape(declared[self.input_name])
+        canon = canonize(proto, out)
         self.model, self.output_name, self.notes = canon.model, canon.output, canon.notes
+        read = [vi.name for vi in self.model.graph.input]
+        #: graph inputs the explained output reads but that are not explained: pass them as feeds
+        self.feed_names = [name for name in read if name not in self.input_names]
+        self._declared = {name: declared_shape(declared[name]) for name in read + self.input_names}
+        self._elem = {name: declared[name].type.tensor_type.elem_type for name in read + self.input_names}
         self.composite = composites.get(composite, **composite_kwargs)
-        self.composite.check_model(self.model, self.label, supported_op_types())
         self.providers = resolve_providers(providers)
         self._graphs: dict[tuple, ModelGraph] = {}
         self._sessions: dict[tuple, tuple] = {}
@@ -108,50 +156,132 @@ class Explainer:
         """Where the compiled graph runs: ``"cuda"`` when onnxruntime's CUDA provider is used."""
         return "cuda" if CUDA in self.providers else "cpu"
 
+    @property
+    def sources(self) -> dict[str, str]:
+        """Explained input -> the tensor its explanation starts at, for the last compiled shape
+        (integer inputs start at the first floating-point tensor computed from them)."""
+        if not self._graphs:
+            return {name: name for name in self.input_names}
+        return dict(next(reversed(self._graphs.values())).sources)
+
     # --- compile -----------------------------------------------------------------------
     def graph(self, sample_shape) -> ModelGraph:
-        """The canonized model as a DAG with shapes probed at ``sample_shape`` (one sample's dims)."""
-        key = tuple(int(d) for d in sample_shape)
+        """The canonized model as a DAG with shapes probed at ``sample_shape``: one sample's dims
+        of the first explained input, or a dict input name -> one sample's dims (an input without
+        a batch axis: its whole shape)."""
+        key = self._shape_key(sample_shape)
         if key not in self._graphs:
+            self._check_reads()
             fixed = self._fixed_batch()
             batches = [fixed] if fixed else [1, 2]
-            samples = [{self.input_name: _sample((n,) + key)} for n in batches]
+            samples = [self._samples(key, n) for n in batches]
             model = specialize(self.model, samples, self.label)
-            shapes, dtypes = probe(model, self.input_name, (batches[0],) + key, self.label)
+            shapes, dtypes = probe(model, samples[0], self.label)
             if has_recurrent(model):  # unrolled at this input's sequence length
                 model = unroll_recurrent(model, shapes)
-                shapes, dtypes = probe(model, self.input_name, (batches[0],) + key, self.label)
-            self._graphs[key] = ModelGraph.build(model, self.label, self.input_name, self.output_name,
-                                                 shapes, dtypes)
+                shapes, dtypes = probe(model, samples[0], self.label)
+            axes = {name: (0 if batched else None) for name, _, batched in key}
+            g = ModelGraph.build(model, self.label, self.input_name, self.output_name, shapes, dtypes,
+                                 self.input_names, axes)
+            g.batched = self.batch_axis is not None
+            self._graphs[key] = g
         return self._graphs[key]
 
-    def compile(self, sample_shape, keep_layers: bool = False) -> Compiled:
-        return self._session(tuple(sample_shape), keep_layers)[0]
+    def compile(self, sample_shape, keep_layers: bool = False, weights: bool = False) -> Compiled:
+        """The explainer graph for one sample shape; ``weights=True``: it takes weights over the
+        output (input ``target_weights``) instead of a class per sample (``target``)."""
+        return self._session(self._shape_key(sample_shape), keep_layers, weights)[0]
 
-    def _session(self, sample_shape: tuple, keep_layers: bool):
-        key = (tuple(int(d) for d in sample_shape), keep_layers)
-        if key not in self._sessions:
-            compiled = compile_explainer(self.graph(key[0]), self.composite, keep_layers, device=self.device)
+    def _session(self, key: tuple, keep_layers: bool, weights: bool = False):
+        if (key, keep_layers, weights) not in self._sessions:
+            compiled = compile_explainer(self.graph(key), self.composite, keep_layers, weights=weights,
+                                         device=self.device)
             compiled.model.metadata_props.extend(self.source_model.metadata_props)
-            self._sessions[key] = (compiled, make_session(compiled.model, self.providers))
-        return self._sessions[key]
+            self._sessions[(key, keep_layers, weights)] = (compiled, make_session(compiled.model, self.providers))
+        return self._sessions[(key, keep_layers, weights)]
+
+    def _shape_key(self, sample_shape) -> tuple:
+        """((input name, shape, has a batch axis), ...) over every input the model reads."""
+        if isinstance(sample_shape, tuple) and sample_shape and isinstance(sample_shape[0], tuple):
+            return sample_shape  # already a key
+        given = dict(sample_shape) if isinstance(sample_shape, dict) else {self.input_name: tuple(sample_shape)}
+        key = []
+        for name in self._declared:
+            if name not in self.feed_names and name not in self.input_names:
+                continue
+            declared = self._declared[name]
+            if name in given:
+                shape = tuple(int(d) for d in given[name])
+                batched = name in self.input_names or len(shape) == len(declared) - 1
+            elif declared and all(isinstance(d, int) and d > 0 for d in declared[1:]) and not (
+                    isinstance(declared[0], int) and declared[0] > 0 and declared[0] != self._fixed_batch()):
+                shape, batched = tuple(declared[1:]), True
+            elif declared is not None and all(isinstance(d, int) and d > 0 for d in declared):
+                shape, batched = tuple(declared), False
+            else:
+                raise InvalidInput(f"input {name!r} of {self.label!r} has dynamic dims {_fmt(declared)}; give its "
+                                   "shape (pass it in feeds=, or a dict of sample shapes)")
+            key.append((name, shape, batched))
+        return tuple(key)
+
+    def _samples(self, key: tuple, batch: int) -> dict[str, np.ndarray]:
+        """Data to evaluate shape arithmetic and probe shapes on: only the shapes matter."""
+        rng = np.random.default_rng(0)
+        out = {}
+        for name, shape, batched in key:
+            full = ((batch,) + shape) if batched else shape
+            dtype = onnx.helper.tensor_dtype_to_np_dtype(self._elem[name])
+            out[name] = (rng.standard_normal(full).astype(dtype) if np.issubdtype(dtype, np.floating)
+                         else np.zeros(full, dtype))
+        return out
+
+    def _check_reads(self) -> None:
+        read = {vi.name for vi in self.model.graph.input}
+        for name in self.input_names:
+            if name not in read:
+                raise InvalidInput(f"output {self.output_name!r} of {self.label!r} does not depend on input "
+                                   f"{name!r}; nothing to explain: choose another output= or input_name=")
 
     # --- explain -----------------------------------------------------------------------
-    def explain(self, x, target=None, keep_layers: bool = False, batch_size: int | None = None) -> Explanation:
-        """Relevance of every input feature for ``target`` (None: the predicted class)."""
-        x = self._check_input(x)
-        compiled, session = self._session(x.shape[1:], keep_layers)
-        targets = _targets(target, len(x), compiled.num_classes)
-        fixed = self._fixed_batch()
-        step = fixed or batch_size or len(x)
-        parts = [self._run(session, compiled, x[i:i + step], targets[i:i + step], fixed)
-                 for i in range(0, len(x), step)]
-        relevance = np.concatenate([p[0] for p in parts])
-        output = np.concatenate([p[1] for p in parts])
-        layers = {t: np.concatenate([p[2][t] for p in parts]) for t in compiled.layers}
+    def explain(self, x, target=None, keep_layers: bool = False, batch_size: int | None = None,
+                feeds: dict | None = None) -> Explanation:
+        """Relevance of every input feature for ``target``.
+
+        ``target``: None or -1 (the predicted class, the arg-max over one sample's output), a flat
+        index into one sample's output or one per sample, a tuple index such as ``(t, c)`` for a
+        sequence output (each entry an int or one per sample), or float weights shaped like one
+        sample's output (the same for every sample) or like the whole output (N, ...): the
+        explained quantity is then Σ weights ⊙ output (a mask over a segmentation map, one
+        detection row, a direction in an embedding space).
+        ``x``: the explained input's data, or a dict input name -> data when several are
+        explained. ``feeds``: the other inputs the explained output reads (states, masks,
+        token-type ids), as the model takes them; with a batch axis they are split into chunks
+        along with ``x``, without one they are given whole to every chunk.
+        """
+        inputs, n = self._check_inputs(x, feeds)
+        key = tuple((name, v.shape[1:] if batched else v.shape, batched) for name, (v, batched) in inputs.items())
+        g = self.graph(key)
+        weights, targets = _resolve_target(target, n, tuple(g.shape(g.output_name)[1:]))
+        compiled, session = self._session(key, keep_layers, weights is not None)
+        names = list(compiled.relevances.values()) + [compiled.output_name] + list(compiled.layers.values())
+        arrays = {name: v for name, (v, _) in inputs.items()}
+        axes = {name: (0 if batched else None) for name, (_, batched) in inputs.items()}
+        seed_input = WEIGHTS if weights is not None else TARGET
+        arrays[seed_input] = weights if weights is not None else targets
+        axes[seed_input] = 0
+        values = run_batched(session, names, arrays, axes, n, batch_size, self._fixed_batch(),
+                             f"the explainer of {self.label}")
+        k = len(compiled.relevances)
+        relevances = dict(zip(compiled.relevances, values[:k]))
+        output = values[k]
+        layers = dict(zip(compiled.layers, values[k + 1:]))
         flat = output.reshape(len(output), -1)
-        chosen = np.where(targets < 0, flat.argmax(axis=1), targets).astype(np.int64)
-        return Explanation(relevance, output, chosen, layers, list(self.notes), x, self.preprocess, self.labels)
+        chosen = np.where(targets < 0, flat.argmax(axis=1), targets).astype(np.int64) if weights is None \
+            else targets
+        return Explanation(relevances[self.input_name], output, chosen, layers,
+                           list(self.notes) + self._notes(g.sources), inputs[self.input_name][0], self.preprocess,
+                           self.labels,
+                           relevances=relevances, sources=dict(g.sources), weights=weights)
 
     @property
     def preprocess(self):
@@ -177,34 +307,79 @@ class Explainer:
                 self._meta = (None, None)
         return self._meta
 
-    def _run(self, session, compiled: Compiled, x, targets, fixed_batch: int | None = None):
-        names = [RELEVANCE, compiled.output_name] + list(compiled.layers.values())
-        n = len(x)
-        if fixed_batch and n < fixed_batch:  # a model with a baked-in batch size: pad, then trim
-            x = np.concatenate([x, np.repeat(x[-1:], fixed_batch - n, axis=0)])
-            targets = np.concatenate([targets, np.full(fixed_batch - n, -1, np.int64)])
-        try:
-            values = session.run(names, {compiled.input_name: x, TARGET: targets})
-            if len(x) > n:  # drop the padding samples (layer tensors are batch-first here too)
-                values = [v[:n] for v in values]
-        except Exception as exc:
-            raise OnnxLrpError(f"onnxruntime failed running the explainer of {self.label!r} on input shape "
-                               f"{x.shape} ({type(exc).__name__}: {exc})") from exc
-        layers = dict(zip(compiled.layers, values[2:]))
-        return values[0], values[1], layers
+    def _notes(self, sources: dict) -> list[str]:
+        return [f"input {name!r} holds integers, which carry no relevance: its explanation starts at {source!r}, "
+                "the first floating-point tensor computed from it" for name, source in sources.items()
+                if source != name]
 
     def _fixed_batch(self) -> int | None:
         batch = self.input_shape[0] if self.input_shape else None
         return batch if isinstance(batch, int) and batch > 0 else None
 
-    def _check_input(self, x) -> np.ndarray:
+    def _check_inputs(self, x, feeds) -> tuple[dict, int]:
+        """{input name: (array as the model takes it, whether it has a batch axis)} and the batch size."""
+        given = dict(x) if isinstance(x, dict) else {self.input_name: x}
+        if self.batch_axis is None:  # the whole input is one sample
+            given = {name: np.asarray(value)[None] for name, value in given.items()}
+        unknown = [k for k in given if k not in self.input_names]
+        if unknown:
+            raise InvalidInput(f"{unknown[0]!r} is not an explained input of {self.label!r}; explained: "
+                               f"{self.input_names!r} (other inputs go in feeds=)")
+        missing = [k for k in self.input_names if k not in given]
+        if missing:
+            raise InvalidInput(f"no data for the explained input(s) {missing!r} of {self.label!r}; pass x as a "
+                               "dict input name -> array")
+        self._check_reads()
+        arrays = {name: self._check_input(given[name], name) for name in self.input_names}
+        n = len(arrays[self.input_name])
+        for name, arr in arrays.items():
+            if len(arr) != n:
+                raise InvalidInput(f"explained inputs hold different batch sizes: {self.input_name!r} {n}, "
+                                   f"{name!r} {len(arr)}")
+        out = {name: (arr, True) for name, arr in arrays.items()}
+        out.update(self._check_feeds(feeds or {}, n))
+        return out, n
+
+    def _check_feeds(self, feeds: dict, n: int) -> dict:
+        unknown = [k for k in feeds if k not in self.feed_names]
+        if unknown:
+            raise InvalidInput(f"feeds name {unknown[0]!r}, which explained output {self.output_name!r} of "
+                               f"{self.label!r} does not read as an unexplained input; it reads: {self.feed_names!r}")
+        missing = [k for k in self.feed_names if k not in feeds]
+        if missing:
+            raise InvalidInput(f"output {self.output_name!r} of {self.label!r} also reads the graph input(s) "
+                               f"{missing!r} besides {self.input_names!r}; pass their values with feeds="
+                               "{name: array} (or explain them too with input_name=[...])")
+        out = {}
+        for name in self.feed_names:
+            arr = _as_model_dtype(np.asarray(feeds[name]), self._elem[name], f"feed {name!r} of {self.label!r}")
+            declared = self._declared[name]
+            if arr.ndim != len(declared):
+                raise InvalidInput(f"feed {name!r} of {self.label!r} expects rank {len(declared)} "
+                                   f"{_fmt(declared)}, got shape {arr.shape}")
+            batched = arr.ndim > 0 and arr.shape[0] == n and not (
+                isinstance(declared[0], int) and declared[0] > 0 and declared[0] != (self._fixed_batch() or n))
+            bad = [i for i, d in enumerate(declared) if isinstance(d, int) and d > 0 and not (i == 0 and batched)
+                   and arr.shape[i] != d]
+            if bad:
+                raise InvalidInput(f"feed {name!r} of {self.label!r} expects shape {_fmt(declared)}, got {arr.shape} "
+                                   f"(axis {bad[0]} differs)")
+            out[name] = (arr, batched)
+        return out
+
+    def _check_input(self, x, name: str | None = None) -> np.ndarray:
+        name = name or self.input_name
         x = np.asarray(x)
-        where = f"input {self.input_name!r} of {self.label!r}"
-        if not np.issubdtype(x.dtype, np.floating):
-            raise InvalidInput(f"{where} must be floating point, got dtype {x.dtype}; preprocess the data and "
-                               "cast it, e.g. x.astype(np.float32)")
-        x = np.ascontiguousarray(x, dtype=np.float32)
-        expected = self.input_shape
+        where = f"input {name!r} of {self.label!r}"
+        elem = self._elem.get(name, onnx.TensorProto.FLOAT)
+        if elem in FLOAT_TYPES:
+            if not np.issubdtype(x.dtype, np.floating):
+                raise InvalidInput(f"{where} must be floating point, got dtype {x.dtype}; preprocess the data and "
+                                   "cast it, e.g. x.astype(np.float32)")
+            x = np.ascontiguousarray(x, dtype=np.float32)
+        else:
+            x = _as_model_dtype(x, elem, where)
+        expected = self._declared.get(name, self.input_shape)
         if x.ndim != len(expected):
             hint = "; add a batch axis with x[None]" if x.ndim == len(expected) - 1 else ""
             raise InvalidInput(f"{where} expects rank {len(expected)} {_fmt(expected)}, got shape {x.shape}{hint}")
@@ -213,20 +388,30 @@ class Explainer:
             raise InvalidInput(f"{where} expects shape {_fmt(expected)}, got {x.shape} (axis {bad[0]} differs)")
         if x.shape[0] == 0:
             raise InvalidInput(f"{where} got an empty batch (shape {x.shape})")
-        if not np.isfinite(x).all():
+        if np.issubdtype(x.dtype, np.floating) and not np.isfinite(x).all():
             bad_count = int((~np.isfinite(x)).sum())
             raise InvalidInput(f"{where} holds {bad_count} NaN/Inf values; clean or impute them first")
         return x
 
     # --- export ------------------------------------------------------------------------
     def save(self, path, input_shape=None) -> Path:
-        """Write the standalone explainer (inputs: data and int64 ``target`` (N,), -1 = predicted;
-        outputs: ``relevance`` and the model output) for one sample shape; any batch size."""
-        sample = self._save_shape(input_shape)
-        compiled = self.compile(sample)
+        """Write the standalone explainer for one sample shape; any batch size. Inputs: the
+        explained input(s), the feeds, and int64 ``target`` (N,), -1 = predicted; outputs:
+        ``relevance`` (``relevance/NAME`` for further explained inputs) and the model output.
+        ``input_shape``: the first input's shape, or a dict input name -> shape."""
+        compiled = self.compile(self._save_shape(input_shape))
         return write_model(materialize(compiled.model), path)
 
-    def _save_shape(self, input_shape) -> tuple:
+    def _save_shape(self, input_shape):
+        if isinstance(input_shape, dict):  # full shapes; an input with a free axis 0 is batched
+            out = {}
+            for name, shape in input_shape.items():
+                declared = self._declared.get(name)
+                if declared is None:
+                    raise InvalidInput(f"{self.label!r} reads no input {name!r}; it reads {list(self._declared)!r}")
+                batched = name in self.input_names or not (isinstance(declared[0], int) and declared[0] > 0)
+                out[name] = tuple(shape)[1:] if batched and len(shape) == len(declared) else tuple(shape)
+            return out
         shape = list(input_shape) if input_shape is not None else list(self.input_shape)
         sample = shape[1:] if len(shape) == len(self.input_shape) else shape
         if not all(isinstance(d, int) and d > 0 for d in sample):
@@ -235,22 +420,78 @@ class Explainer:
         return tuple(sample)
 
 
+def _as_model_dtype(arr: np.ndarray, elem: int, where: str) -> np.ndarray:
+    """``arr`` cast to the element type the model declares, refusing casts between kinds."""
+    dtype = np.dtype(onnx.helper.tensor_dtype_to_np_dtype(elem))
+    same_kind = (np.issubdtype(arr.dtype, np.floating) == np.issubdtype(dtype, np.floating)
+                 and (arr.dtype == np.bool_) == (dtype == np.bool_))
+    if not same_kind:
+        raise InvalidInput(f"{where} must have dtype {dtype} (as the model declares), got {arr.dtype}")
+    if np.issubdtype(dtype, np.integer) and arr.size and (arr.min() < np.iinfo(dtype).min or arr.max() > np.iinfo(dtype).max):
+        raise InvalidInput(f"{where} holds values outside the range of {dtype}")
+    out = np.asarray(arr, dtype=dtype)  # not ascontiguousarray: it makes a scalar 1-d
+    return out if out.flags.c_contiguous else out.copy()
+
+
+def _copy(proto: onnx.ModelProto) -> onnx.ModelProto:
+    out = onnx.ModelProto()
+    out.CopyFrom(proto)
+    return out
+
+
 def write_model(model: onnx.ModelProto, path) -> Path:
     """Write ``model`` to ``path`` atomically (:func:`onnx_lrp.files.write_atomic`)."""
     return write_atomic(path, lambda handle: handle.write(model.SerializeToString()), "model ")
 
 
 def _pick_output(proto: onnx.ModelProto, label: str, name: str | None) -> str:
+    """The explained output: a graph output, or any tensor a node computes (e.g. the logits
+    before a written-out softmax), which then becomes the graph output."""
     outputs = list(proto.graph.output)
     if name is not None:
-        if name not in [o.name for o in outputs]:
-            raise InvalidInput(f"{label!r} has no output {name!r}; its outputs are {[o.name for o in outputs]!r}")
-        return name
+        if name in [o.name for o in outputs]:
+            return name
+        if any(name in node.output for node in proto.graph.node):
+            proto.graph.output.append(onnx.helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, None))
+            return name
+        raise InvalidInput(f"{label!r} has no output or tensor {name!r}; its outputs are {[o.name for o in outputs]!r}")
     for o in outputs:
         if o.type.HasField("tensor_type") and o.type.tensor_type.elem_type in FLOAT_TYPES:
             return o.name
     raise InvalidInput(f"{label!r} has no floating-point tensor output to explain; outputs: "
                        f"{[o.name for o in outputs]!r}")
+
+
+def _add_batch_axis(proto: onnx.ModelProto, inputs: list[str], output: str) -> str:
+    """For a model without a batch axis: each explained input and the output get a leading axis
+    of 1 (Squeeze after the input, Unsqueeze before the output), so the whole input is one sample."""
+    axis0 = onnx.helper.make_tensor("lrp_batch_axis", onnx.TensorProto.INT64, [1], [0])
+    proto.graph.initializer.append(axis0)
+    renamed = {}
+    for vi in proto.graph.input:
+        if vi.name in inputs:
+            inner = f"{vi.name}/unbatched"
+            renamed[vi.name] = inner
+            dims = vi.type.tensor_type.shape.dim
+            first = onnx.TensorShapeProto.Dimension(dim_value=1)
+            kept = [onnx.TensorShapeProto.Dimension() for _ in dims]
+            for new, old in zip(kept, dims):
+                new.CopyFrom(old)
+            del dims[:]
+            dims.extend([first] + kept)
+    for node in proto.graph.node:
+        for i, t in enumerate(node.input):
+            if t in renamed:
+                node.input[i] = renamed[t]
+    squeezes = [onnx.helper.make_node("Squeeze", [name, "lrp_batch_axis"], [inner], name=f"{inner}/squeeze")
+                for name, inner in renamed.items()]
+    batched = f"{output}/batched"
+    unsqueeze = onnx.helper.make_node("Unsqueeze", [output, "lrp_batch_axis"], [batched], name=f"{batched}/unsqueeze")
+    nodes = squeezes + list(proto.graph.node) + [unsqueeze]
+    del proto.graph.node[:]
+    proto.graph.node.extend(nodes)
+    proto.graph.output.append(onnx.helper.make_tensor_value_info(batched, onnx.TensorProto.FLOAT, None))
+    return batched
 
 
 def _targets(target, n: int, num_classes: int) -> np.ndarray:
@@ -269,9 +510,43 @@ def _targets(target, n: int, num_classes: int) -> np.ndarray:
     return arr.astype(np.int64)
 
 
-def _sample(shape: tuple) -> np.ndarray:
-    """Data to evaluate shape arithmetic on: only its shape matters."""
-    return np.random.default_rng(0).standard_normal(shape).astype(np.float32)
+def _resolve_target(target, n: int, out_shape: tuple) -> tuple[np.ndarray | None, np.ndarray]:
+    """(weights (N, *out_shape) float32 or None, flat index per sample (N,) int64; -1 = predicted,
+    all -1 when weights are given)."""
+    num = int(np.prod(out_shape, dtype=np.int64))
+    if isinstance(target, tuple):
+        return None, _multi_index(target, n, out_shape)
+    arr = np.asarray(target) if target is not None else None
+    if arr is None or not np.issubdtype(arr.dtype, np.floating):
+        return None, _targets(target, n, num)
+    if arr.shape == out_shape:
+        arr = np.broadcast_to(arr, (n,) + out_shape)
+    if arr.shape != (n,) + out_shape:
+        raise InvalidTarget(f"target weights have shape {arr.shape}; give them shaped like one sample's output "
+                            f"{out_shape} or like the whole output {(n,) + out_shape} (an int or ints for a class)")
+    if not np.isfinite(arr).all():
+        raise InvalidTarget("target weights hold NaN/Inf values")
+    return np.ascontiguousarray(arr, dtype=np.float32), np.full(n, -1, np.int64)
+
+
+def _multi_index(target: tuple, n: int, out_shape: tuple) -> np.ndarray:
+    """A tuple index into one sample's output, e.g. (time step, class), as flat indices."""
+    if len(target) != len(out_shape):
+        raise InvalidTarget(f"target {target!r} has {len(target)} entries; one sample's output has shape "
+                            f"{out_shape}: give one index per axis")
+    parts = [np.asarray(t) for t in target]
+    if not all(np.issubdtype(p.dtype, np.integer) for p in parts):
+        raise InvalidTarget(f"target {target!r}: a tuple index takes ints (or one int per sample)")
+    try:
+        parts = np.broadcast_arrays(*[np.broadcast_to(p, (n,)) if p.ndim == 0 else p for p in parts])
+        wrapped = [np.where(p < 0, p + d, p) for p, d in zip(parts, out_shape)]
+        flat = np.ravel_multi_index(tuple(wrapped), out_shape)
+    except ValueError as exc:
+        raise InvalidTarget(f"target {target!r} is out of range for one sample's output of shape {out_shape}, or "
+                            f"not one index per sample ({n}): {exc}") from exc
+    if flat.shape != (n,):
+        raise InvalidTarget(f"target {target!r}: give ints or {n} ints per axis")
+    return flat.astype(np.int64)
 
 
 def _fmt(shape) -> str:

@@ -203,33 +203,107 @@ def initializers(proto: onnx.ModelProto) -> dict[str, np.ndarray]:
     return {t.name: tensor_value(t) for t in proto.graph.initializer}
 
 
+INT_TYPES = {onnx.TensorProto.INT64, onnx.TensorProto.INT32, onnx.TensorProto.INT16, onnx.TensorProto.INT8,
+             onnx.TensorProto.UINT8, onnx.TensorProto.UINT16, onnx.TensorProto.UINT32, onnx.TensorProto.UINT64}
+
+
 def data_input(proto: onnx.ModelProto, label: str, name: str | None = None) -> onnx.ValueInfoProto:
-    """The graph input that takes the data (the one to explain); error if ambiguous."""
+    """The first graph input to explain (see :func:`explained_inputs`)."""
+    return explained_inputs(proto, label, name)[0]
+
+
+def explained_inputs(proto: onnx.ModelProto, label: str, names=None) -> list[onnx.ValueInfoProto]:
+    """The graph inputs to explain: those named, else the one floating-point input, else the
+    integer input named ``input_ids``, else the integer inputs that index an embedding table,
+    else the model's only input when it is an integer one."""
     inputs = list(proto.graph.input)
-    if name is not None:
-        picked = next((vi for vi in inputs if vi.name == name), None)
-        if picked is None:
-            raise InvalidInput(f"{label!r} has no input {name!r}; its inputs are {[i.name for i in inputs]!r}")
+    if names is not None:
+        names = [names] if isinstance(names, str) else list(names)
+        by_name = {vi.name: vi for vi in inputs}
+        unknown = [n for n in names if n not in by_name]
+        if unknown or not names:
+            raise InvalidInput(f"{label!r} has no input {unknown[0] if unknown else None!r}; its inputs are "
+                               f"{list(by_name)!r}")
+        picked = [by_name[n] for n in names]
     else:
-        floats = [vi for vi in inputs if vi.type.tensor_type.elem_type in FLOAT_TYPES]
-        if not floats:
-            raise InvalidInput(f"{label!r} has no floating-point input to explain; inputs: "
-                               f"{[i.name for i in inputs]!r}")
-        if len(floats) > 1:
-            raise InvalidInput(f"{label!r} has several inputs {[i.name for i in floats]!r}; "
-                               "name the one to explain with input_name=...")
-        picked = floats[0]
-    _check_float32(picked, label)
+        picked = _default_inputs(proto, label, inputs)
+    for vi in picked:
+        _check_explainable(vi, label)
     return picked
 
 
-def _check_float32(vi: onnx.ValueInfoProto, label: str) -> None:
-    """The explainer graph is built for float32 data; say so before compiling fails obscurely."""
+def _default_inputs(proto, label, inputs) -> list[onnx.ValueInfoProto]:
+    floats = [vi for vi in inputs if vi.type.tensor_type.elem_type in FLOAT_TYPES]
+    if len(floats) > 1:
+        raise InvalidInput(f"{label!r} has several inputs {[i.name for i in floats]!r}; name the one(s) to "
+                           "explain with input_name=NAME or [NAMES] and pass the others as feeds=")
+    if floats:
+        return floats
+    ints = [vi for vi in inputs if vi.type.tensor_type.elem_type in INT_TYPES]
+    named = [vi for vi in ints if vi.name == "input_ids"]
+    if named:
+        return named
+    indexing = [vi for vi in ints if vi.name in _embedding_indices(proto)]
+    if indexing:
+        return indexing
+    if len(inputs) == 1 and ints:  # the only input, e.g. bytes one-hot encoded in the graph
+        return ints
+    raise InvalidInput(f"{label!r} has no floating-point input and no integer input indexing an embedding "
+                       f"table; inputs: {[i.name for i in inputs]!r}; name the one to explain with input_name=")
+
+
+def _embedding_indices(proto: onnx.ModelProto) -> set[str]:
+    """Graph inputs that reach the indices of a Gather on a floating-point initializer through
+    integer ops only (Cast, Reshape, Unsqueeze...)."""
+    tables = {t.name for t in proto.graph.initializer if t.data_type in FLOAT_TYPES}
+    origin = {vi.name: {vi.name} for vi in proto.graph.input if vi.type.tensor_type.elem_type in INT_TYPES}
+    found = set()
+    for node in proto.graph.node:
+        sources = set().union(*(origin.get(t, set()) for t in node.input))
+        if not sources:
+            continue
+        if node.op_type == "Gather" and node.input[0] in tables and node.input[1] in origin:
+            found |= origin[node.input[1]]
+        elif node.op_type in ("Cast", "Reshape", "Unsqueeze", "Squeeze", "Flatten", "Identity", "Add", "Clip"):
+            for out in node.output:
+                origin[out] = sources
+    return found
+
+
+def _check_explainable(vi: onnx.ValueInfoProto, label: str) -> None:
+    """The explainer graph is built for float32 data (or integer data whose first floating-point
+    tensor is explained); say so before compiling fails obscurely."""
     elem = vi.type.tensor_type.elem_type
-    if elem != onnx.TensorProto.FLOAT:
-        kind = onnx.TensorProto.DataType.Name(elem) if elem in onnx.TensorProto.DataType.values() else elem
-        raise InvalidInput(f"input {vi.name!r} of {label!r} has element type {kind}; onnx-lrp explains float32 "
-                           "inputs: convert the model to float32, or pick another input with input_name=")
+    if elem == onnx.TensorProto.FLOAT or elem in INT_TYPES:
+        return
+    kind = onnx.TensorProto.DataType.Name(elem) if elem in onnx.TensorProto.DataType.values() else elem
+    raise InvalidInput(f"input {vi.name!r} of {label!r} has element type {kind}; onnx-lrp explains float32 "
+                       "and integer inputs: convert the model to float32, or pick another input with input_name=")
+
+
+def start_tensor(model: onnx.ModelProto, name: str, dtypes: dict) -> str:
+    """Where the explanation of graph input ``name`` starts: the input itself when it is
+    floating point; for integer data (token ids, bytes), which cannot carry relevance, the first
+    floating-point tensor computed from it (an embedding Gather on a float table preferred, else
+    a Cast, OneHot or comparison made float)."""
+    if np.issubdtype(dtypes[name], np.floating):
+        return name
+    derived, candidates = {name}, []
+    for node in model.graph.node:
+        if not any(t in derived for t in node.input):
+            continue
+        for out in node.output:
+            if not out or out not in dtypes:
+                continue
+            if np.issubdtype(dtypes[out], np.floating):
+                table = node.op_type == "Gather" and node.input[0] not in derived
+                candidates.append((not table, len(candidates), out))
+            else:
+                derived.add(out)
+    if not candidates:
+        raise InvalidInput(f"no floating-point tensor is computed from the integer input {name!r}; nothing to "
+                           "explain there: pick another input with input_name=")
+    return min(candidates)[2]
 
 
 def declared_shape(vi: onnx.ValueInfoProto) -> list:
@@ -251,6 +325,13 @@ class ModelGraph:
     consts: dict[str, np.ndarray]
     shapes: dict[str, tuple]
     dtypes: dict[str, np.dtype]
+    #: explained graph input -> the tensor its explanation starts at (itself, or for integer data
+    #: the first floating-point tensor computed from it)
+    sources: dict[str, str] = field(default_factory=dict)
+    #: graph input -> its batch axis (None: it has none, e.g. a scalar fed whole); default 0
+    batch_axes: dict[str, int | None] = field(default_factory=dict)
+    #: False for a model explained with batch_axis=None: no tensor's axis 0 is a batch there
+    batched: bool = True
     dag: nx.DiGraph = field(default_factory=nx.DiGraph)
     nodes: dict[str, onnx.NodeProto] = field(default_factory=dict)
     producer: dict[str, str] = field(default_factory=dict)
@@ -259,10 +340,25 @@ class ModelGraph:
     _order_cache: dict | None = field(default=None, repr=False)
 
     @classmethod
-    def build(cls, model, label, input_name, output_name, shapes, dtypes) -> "ModelGraph":
-        g = cls(model, label, input_name, output_name, initializers(model), shapes, dtypes)
+    def build(cls, model, label, input_name, output_name, shapes, dtypes, explained=None,
+              batch_axes=None) -> "ModelGraph":
+        """``explained``: the graph inputs to explain (default ``[input_name]``)."""
+        explained = list(explained or [input_name])
+        sources = {name: start_tensor(model, name, dtypes) for name in explained}
+        g = cls(model, label, explained[0], output_name, initializers(model), shapes, dtypes, sources,
+                dict(batch_axes or {}))
         g._index()
         return g
+
+    @property
+    def source(self) -> str:
+        """The tensor the first explained input's explanation starts at."""
+        return self.sources[self.input_name]
+
+    @property
+    def feeds(self) -> list[str]:
+        """Graph inputs that are not explained: given as they are, constants to the rules."""
+        return [i.name for i in self.model.graph.input if i.name not in self.sources]
 
     def _index(self) -> None:
         for node in self.model.graph.node:
@@ -271,17 +367,18 @@ class ModelGraph:
                 if out:
                     self.producer[out] = node.name
         self._mark_relevant()
+        starts = set(self.sources.values())  # relevance stops there: their producers read no data
         for node in self.model.graph.node:
-            if self.is_relevant_node(node):
+            if self.is_relevant_node(node) and any(t in self.relevant for t in reads(node)):
                 self.dag.add_node(node.name)
                 for tensor in node.input:
-                    if tensor in self.relevant and tensor in self.producer:
+                    if tensor in self.relevant and tensor in self.producer and tensor not in starts:
                         self.dag.add_edge(self.producer[tensor], node.name, tensor=tensor)
 
     def _mark_relevant(self) -> None:
         """A tensor carries relevance if it is floating point and computed from the data input
         through at least one floating-point tensor; integer shape arithmetic carries none."""
-        self.relevant = {self.input_name}
+        self.relevant = set(self.sources.values())
         for node in self.model.graph.node:  # ONNX requires topological order
             # reads() includes what If/Loop bodies read from outside: such a node depends on the data
             # too, and must meet a handler (or an UnsupportedOp) rather than silently drop relevance
@@ -289,6 +386,10 @@ class ModelGraph:
                 for out in node.output:
                     if out and self.is_float(out):
                         self.relevant.add(out)
+
+    def is_batch_axis(self, tensor: str, axis: int) -> bool:
+        """Whether ``axis`` of ``tensor`` holds the samples (ops must not mix along it)."""
+        return self.batched and axis % max(len(self.shape(tensor)), 1) == 0
 
     def is_float(self, tensor: str) -> bool:
         dt = self.dtypes.get(tensor)

@@ -19,8 +19,10 @@ import numpy as np
 import onnx
 
 from .canonize._edit import copy_model, drop_unused_initializers, reads
+from .canonize.identity import remove_identities
 from .errors import InvalidInput
 from .executor import CPU, make_session
+from .weights import make_initializer, store_of
 
 #: Ops whose outputs read only the shape of their input, not its values.
 SHAPE_READERS = {"Shape", "Size"}
@@ -90,6 +92,7 @@ def specialize(model: onnx.ModelProto, samples: list[dict[str, np.ndarray]], lab
     batch, one for a fixed one); a static tensor whose value differs between them stays computed
     at run time.
     """
+    model = inline_known_ifs(model)
     dep = dependence(model)
     boundary = static_boundary(model, dep)
     if not boundary:
@@ -98,7 +101,71 @@ def specialize(model: onnx.ModelProto, samples: list[dict[str, np.ndarray]], lab
     fixed = {name: runs[0][name] for name in boundary if all(_same(runs[0][name], r[name]) for r in runs[1:])}
     if not fixed:
         return model
-    return _fold(model, fixed)
+    folded = _fold(model, fixed)
+    # an If whose condition was just computed is inlined, and its branch may hold shape arithmetic
+    return specialize(folded, samples, label) if _known_ifs(folded) else folded
+
+
+def _known_ifs(model: onnx.ModelProto) -> list[onnx.NodeProto]:
+    known = {t.name for t in model.graph.initializer}
+    return [n for n in model.graph.node if n.op_type == "If" and n.input[0] in known]
+
+
+def inline_known_ifs(model: onnx.ModelProto) -> onnx.ModelProto:
+    """Replace each ``If`` whose condition is an initializer by the nodes of the branch it takes
+    (their own tensors renamed under the If's name), so no control flow is left to explain."""
+    if not _known_ifs(model):
+        return model
+    known = {t.name: t for t in model.graph.initializer}
+    out = copy_model(model)
+    nodes = []
+    for node in out.graph.node:
+        branch = _taken_branch(node, known) if node.op_type == "If" else None
+        if branch is None or any(a.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS)
+                                 for inner in branch.node for a in inner.attribute):
+            nodes.append(node)
+            continue
+        nodes.extend(_inline(out, node, branch))
+    del out.graph.node[:]
+    out.graph.node.extend(nodes)
+    drop_unused_initializers(out)
+    return remove_identities(out)  # a branch that returns an outer tensor left a copy
+
+
+def _taken_branch(node: onnx.NodeProto, known: dict) -> onnx.GraphProto | None:
+    from .weights import tensor_value
+
+    cond = bool(np.asarray(tensor_value(known[node.input[0]])).reshape(-1)[0])
+    wanted = "then_branch" if cond else "else_branch"
+    return next((a.g for a in node.attribute if a.name == wanted), None)
+
+
+def _inline(model: onnx.ModelProto, node: onnx.NodeProto, branch: onnx.GraphProto) -> list[onnx.NodeProto]:
+    defined = {t.name for t in branch.initializer} | {o for n in branch.node for o in n.output if o}
+    rename = {name: f"{node.name}/{name}" for name in defined}
+    passed = []  # branch results that are outer tensors (or repeated) need a copy
+    for result, out in zip(branch.output, node.output):
+        if result.name in defined and rename[result.name].startswith(f"{node.name}/") and out:
+            rename[result.name] = out
+        elif out:
+            passed.append((result.name, out))
+    for t in branch.initializer:
+        copy = onnx.TensorProto()
+        copy.CopyFrom(t)
+        copy.name = rename[t.name]
+        model.graph.initializer.append(copy)
+    inlined = []
+    for inner in branch.node:
+        new = onnx.NodeProto()
+        new.CopyFrom(inner)
+        new.name = f"{node.name}/{inner.name or inner.op_type}_{len(inlined)}"
+        new.input[:] = [rename.get(t, t) for t in inner.input]
+        new.output[:] = [rename.get(t, t) for t in inner.output]
+        inlined.append(new)
+    for result, out in passed:
+        inlined.append(onnx.helper.make_node("Identity", [rename.get(result, result)], [out],
+                                             name=f"{node.name}/result_{out}"))
+    return inlined
 
 
 def _same(a: np.ndarray, b: np.ndarray) -> bool:
@@ -139,11 +206,11 @@ def _evaluate(model: onnx.ModelProto, names: list[str], feeds: dict[str, np.ndar
 
 def _fold(model: onnx.ModelProto, fixed: dict[str, np.ndarray]) -> onnx.ModelProto:
     """Replace the tensors in ``fixed`` by initializers and drop the nodes no longer needed."""
-    from .canonize._edit import set_initializer
-
     out = copy_model(model)
-    for name, value in fixed.items():
-        set_initializer(out, name, value)
+    store = store_of(out)
+    # (folded tensors are node outputs, so no initializer has their name yet); np.asarray keeps a
+    # scalar 0-d, as the rank of e.g. a Gather index or an Unsqueeze size needs
+    out.graph.initializer.extend(make_initializer(name, np.asarray(value), store) for name, value in fixed.items())
     # keep the nodes that something still needs, walking back from the outputs
     made_by = {o: n for n in out.graph.node for o in n.output if o and o not in fixed}
     keep, stack = set(), [o.name for o in out.graph.output]

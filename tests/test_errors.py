@@ -288,12 +288,21 @@ def test_non_float32_model_input_is_named(elem):
         onnx_lrp.Explainer(model)
 
 
-def test_input_name_of_an_integer_input():
+def test_input_name_of_an_integer_input_starts_at_its_first_float_tensor():
+    """Integers carry no relevance: explaining ids explains the float tensor cast from them; the
+    other input must then be fed."""
     model = make_model([helper.make_node("Cast", ["ids"], ["f"], name="cast", to=onnx.TensorProto.FLOAT),
                         helper.make_node("Add", ["f", "x"], ["y"], name="add")],
                        [vi("ids", ["N", 3], INT64), vi("x", ["N", 3])], [vi("y", ["N", 3])])
-    with pytest.raises(InvalidInput, match="'ids'.*INT64"):
-        onnx_lrp.Explainer(model, input_name="ids")
+    exp = onnx_lrp.Explainer(model, input_name="ids", composite="epsilon")
+    ids, x = np.array([[1, 2, 3]]), randn((1, 3))
+    with pytest.raises(InvalidInput, match=r"also reads.*\['x'\].*feeds="):
+        exp.explain(ids)
+    res = exp.explain(ids, target=2, feeds={"x": x})
+    assert res.sources == {"ids": "f"}
+    assert any("'f'" in note for note in res.notes)
+    # x is a constant added to f (Pass rule): the whole explained output reaches f
+    np.testing.assert_allclose(res.relevance, [[0, 0, 3 + x[0, 2]]], rtol=1e-6)
 
 
 def test_session_that_onnxruntime_rejects_is_an_onnx_lrp_error():

@@ -333,20 +333,43 @@ def test_graph_is_cached_per_sample_shape():
     assert exp.graph((3, 6, 6)).shape("b") == (1, 4, 6, 6)
 
 
-def test_subgraph_reading_the_data_is_on_the_data_path():
-    """An If whose branches read an activation from the enclosing graph depends on the data even
-    though its only declared input is a constant condition: it must be reported, not skipped."""
+def _if_model(cond_from_data: bool) -> onnx.ModelProto:
+    """y = (Relu(x) + If(cond, -Relu(x), |Relu(x)|)) · w; the branches read r from the enclosing
+    graph. cond is a constant, or computed from the data (min over samples of argmax(x) == 0)."""
     then_graph = helper.make_graph([helper.make_node("Neg", ["r"], ["t_out"], name="then_neg")], "then",
                                    [], [vi("t_out", ["N", 3])])
     else_graph = helper.make_graph([helper.make_node("Abs", ["r"], ["e_out"], name="else_abs")], "else",
                                    [], [vi("e_out", ["N", 3])])
-    model = make_model(
-        [helper.make_node("Relu", ["x"], ["r"], name="relu"),
-         helper.make_node("If", ["cond"], ["branch"], name="pick", then_branch=then_graph, else_branch=else_graph),
-         helper.make_node("Add", ["r", "branch"], ["s"], name="add"),
-         helper.make_node("MatMul", ["s", "w"], ["y"], name="mm")],
-        [vi("x", ["N", 3])], [vi("y", ["N", 2])], {"cond": np.array(True), "w": randn((3, 2), 18)})
-    exp = onnx_lrp.Explainer(model, composite="epsilon")
+    nodes = [helper.make_node("Relu", ["x"], ["r"], name="relu")]
+    inits = {"w": randn((3, 2), 18)}
+    if cond_from_data:
+        nodes += [helper.make_node("ArgMax", ["x"], ["top"], name="top", axis=1, keepdims=0),
+                  helper.make_node("ReduceMin", ["top"], ["first"], name="first", keepdims=0),
+                  helper.make_node("Equal", ["first", "zero"], ["cond"], name="is_zero")]
+        inits["zero"] = np.zeros((), np.int64)
+    else:
+        inits["cond"] = np.array(True)
+    nodes += [helper.make_node("If", ["cond"], ["branch"], name="pick", then_branch=then_graph, else_branch=else_graph),
+              helper.make_node("Add", ["r", "branch"], ["s"], name="add"),
+              helper.make_node("MatMul", ["s", "w"], ["y"], name="mm")]
+    return make_model(nodes, [vi("x", ["N", 3])], [vi("y", ["N", 2])], inits)
+
+
+def test_if_with_a_known_condition_is_inlined():
+    """The taken branch replaces the If: here r + (-r) = 0, so the output is 0 and so is the relevance."""
+    exp = onnx_lrp.Explainer(_if_model(False), composite="epsilon")
+    g = exp.graph((3,))
+    assert "If" not in {n.op_type for n in g.model.graph.node}
+    assert "Neg" in {n.op_type for n in g.model.graph.node}
+    x = randn((2, 3))
+    res = exp.explain(x)
+    np.testing.assert_allclose(res.output, 0, atol=1e-6)
+
+
+def test_if_that_depends_on_the_data_is_reported():
+    """An If whose condition comes from the data stays; its branches read an activation from the
+    enclosing graph, so it is on the data path and must be reported, not skipped."""
+    exp = onnx_lrp.Explainer(_if_model(True), composite="epsilon")
     g = exp.graph((3,))
     assert "branch" in g.relevant and "pick" in g.dag.nodes
     with pytest.raises(onnx_lrp.UnsupportedOp, match="'pick'.*'If'"):

@@ -1,8 +1,11 @@
 """Elementwise arithmetic.
 
 With one constant operand, Add/Sub/Mul/Div/Neg are affine: ``y = w·x + c`` (parameters
-``weight`` = w and ``bias`` = c, so weight-modifying rules apply). With several activations,
-Add/Sub/Sum/Mean are sums (Norm rule in every preset).
+``weight`` = w and ``bias`` = c, so weight-modifying rules apply). An operand computed at run time
+without the explained data (from a feed such as an attention mask, or from integer ids) is a
+constant to the rules as well; it has no compile-time value, so the node has no parameters
+(rules that modify weights refuse it) and its forward pass and VJP read the operand itself. With
+several activations, Add/Sub/Sum/Mean are sums (Norm rule in every preset).
 """
 from __future__ import annotations
 
@@ -23,14 +26,19 @@ class AffineHandler(Handler):
         if node.op_type == "Neg":
             return
         idx = g.relevant_inputs(node)[0]
-        if any(t and i != idx and g.const(t) is None for i, t in enumerate(node.input)):
-            raise unsupported(node, "an operand is neither constant nor relevant data")
         if node.op_type == "Div" and idx == 1:
             raise unsupported(node, "division by an activation (c / x) is not affine")
+
+    def _runtime(self, node, g) -> bool:
+        """Whether a constant operand is computed at run time (no compile-time value)."""
+        idx = g.relevant_inputs(node)[0] if node.op_type != "Neg" else 0
+        return any(t and i != idx and g.const(t) is None for i, t in enumerate(node.input))
 
     def params(self, node, g):
         if node.op_type == "Neg":
             return {"weight": np.array(-1.0, np.float32), "bias": np.array(0.0, np.float32)}
+        if self._runtime(node, g):
+            return None
         idx = g.relevant_inputs(node)[0]
         if node.op_type in ("Sum", "Mean"):
             return self._sum_params(node, g, idx)
@@ -51,13 +59,30 @@ class AffineHandler(Handler):
                 "bias": (np.asarray(total) * scale).astype(np.float32)}
 
     def forward(self, b, node, g, inputs, params):
+        if params is None:  # a run-time operand: the op itself on the substituted data
+            return Handler.forward(self, b, node, g, inputs, params)
         scaled = b.mul(inputs[0], b.const(params["weight"], "w"))
         return b.add(scaled, b.const(params["bias"], "b"))
 
     def vjp(self, b, node, g, grads, params):
-        grad = b.mul(grads[0], b.const(params["weight"], "w"))
         x = node.input[self.relevant_inputs(node, g)[0]]
+        weight = b.const(params["weight"], "w") if params is not None else self._runtime_weight(b, node, g)
+        grad = b.mul(grads[0], weight) if weight is not None else grads[0]
         return [unbroadcast(b, grad, g.shape(node.output[0]), g.shape(x))]
+
+    def _runtime_weight(self, b, node, g) -> str | None:
+        """∂y/∂x for a run-time constant operand: 1 for sums, ±1 for Sub, c for Mul, 1/c for Div."""
+        idx = g.relevant_inputs(node)[0]
+        others = [t for i, t in enumerate(node.input) if t and i != idx]
+        if node.op_type in ("Add", "Sum"):
+            return None
+        if node.op_type == "Sub":
+            return None if idx == 0 else b.const(-1.0)
+        if node.op_type == "Mean":
+            return b.const(1.0 / len(node.input))
+        if node.op_type == "Mul":
+            return others[0]
+        return b.op("Reciprocal", [others[0]])  # Div, data in the numerator
 
 
 class SumHandler(Handler):

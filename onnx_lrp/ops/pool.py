@@ -168,7 +168,7 @@ class ReduceHandler(Handler):
         return sorted(a % rank for a in axes)
 
     def check(self, node, g):
-        if 0 in self.axes(node, g):
+        if any(g.is_batch_axis(node.input[0], a) for a in self.axes(node, g)):
             raise unsupported(node, "a reduction over the batch axis mixes samples")
 
     def vjp(self, b, node, g, grads, params):

@@ -64,7 +64,7 @@ class ConcatHandler(Handler):
     linear = True
 
     def check(self, node, g):
-        if attr(node, "axis") % len(g.shape(node.output[0])) == 0:
+        if g.is_batch_axis(node.output[0], attr(node, "axis")):
             raise unsupported(node, "Concat along the batch axis mixes samples")
 
     def vjp(self, b, node, g, grads, params):
@@ -83,7 +83,7 @@ class SplitHandler(DataHandler):
 
     def check(self, node, g):
         super().check(node, g)
-        if attr(node, "axis", 0) % len(g.shape(node.input[0])) == 0:
+        if g.is_batch_axis(node.input[0], attr(node, "axis", 0)):
             raise unsupported(node, "Split along the batch axis mixes samples")
 
     def forward(self, b, node, g, inputs, params):
@@ -110,7 +110,7 @@ class SliceHandler(DataHandler):
         if any(t and g.const(t) is None for t in node.input[1:]):
             raise unsupported(node, "Slice bounds computed at run time")
         for start, end, axis, step in self._bounds(node, g):
-            if axis == 0 and not _keeps_whole_axis(start, end, step):
+            if g.is_batch_axis(node.input[0], axis) and not _keeps_whole_axis(start, end, step):
                 raise unsupported(node, "slicing the batch axis")
 
     def _bounds(self, node, g) -> list[tuple[int, int, int, int]]:
@@ -132,7 +132,7 @@ class SliceHandler(DataHandler):
         grad = grads[0]
         shape = g.shape(node.input[0])
         for axis, kept in self._selection(node, g).items():
-            if axis == 0:
+            if g.is_batch_axis(node.input[0], axis):
                 continue
             grad = scatter_along_axis(b, grad, axis, kept, shape[axis], len(shape))
         return [grad]
@@ -153,7 +153,7 @@ class GatherHandler(DataHandler):
         super().check(node, g)
         if g.const(node.input[1]) is None:
             raise unsupported(node, "Gather with indices computed at run time")
-        if attr(node, "axis", 0) % len(g.shape(node.input[0])) == 0:
+        if g.is_batch_axis(node.input[0], attr(node, "axis", 0)):
             raise unsupported(node, "Gather along the batch axis")
 
     def vjp(self, b, node, g, grads, params):
@@ -162,7 +162,8 @@ class GatherHandler(DataHandler):
         idx = g.const(node.input[1])
         flat_idx = [int(i) % shape[axis] for i in idx.reshape(-1)]
         merged = list(shape[:axis]) + [len(flat_idx)] + list(shape[axis + 1:])
-        merged[0] = 0  # keep the batch dim as it is
+        if axis != 0:
+            merged[0] = 0  # keep the batch dim as it is
         grad = b.op("Reshape", [grads[0], b.ints(merged)])
         return [scatter_along_axis(b, grad, axis, flat_idx, shape[axis], len(shape))]
 
