@@ -110,6 +110,9 @@ class Explainer:
         input the explained output reads is fed (``explain(..., feeds=)``) and is a constant to
         the rules. For integer inputs the explanation starts at the first floating-point tensor
         computed from them (see :attr:`sources`).
+    strip_squashers : bool
+        True (default): a trailing Sigmoid or (Log)Softmax is removed so scores are explained
+        (reported in ``notes``); False explains the squashed output itself.
     batch_axis : 0 or None
         None for a model whose inputs have no batch axis (axis 0 is time, a frame sequence): the
         whole input is one sample, targets index the whole output, and the results carry a
@@ -119,7 +122,7 @@ class Explainer:
     """
 
     def __init__(self, model, composite="epsilon_plus_flat", providers=None, output=None, input_name=None,
-                 output_name=None, batch_axis=0, **composite_kwargs):
+                 output_name=None, batch_axis=0, strip_squashers=True, **composite_kwargs):
         proto, self.label, self._weights = load_detached(model)
         self.source_model = proto
         if output is not None and output_name is not None and output != output_name:
@@ -139,7 +142,7 @@ class Explainer:
             out = _add_batch_axis(proto, self.input_names, out)
             declared = {vi.name: vi for vi in proto.graph.input}
             self.input_shape = declared_shape(declared[self.input_name])
-        canon = canonize(proto, out)
+        canon = canonize(proto, out, strip_squashers)
         self.model, self.output_name, self.notes = canon.model, canon.output, canon.notes
         read = [vi.name for vi in self.model.graph.input]
         #: graph inputs the explained output reads but that are not explained: pass them as feeds

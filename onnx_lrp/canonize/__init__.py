@@ -32,14 +32,15 @@ class Canonized:
     stripped: str | None = None
 
 
-def canonize(model: onnx.ModelProto, output: str) -> Canonized:
-    """Run all passes; ``output`` names the graph output to explain."""
+def canonize(model: onnx.ModelProto, output: str, strip_squashers: bool = True) -> Canonized:
+    """Run all passes; ``output`` names the graph output to explain; ``strip_squashers``: remove a
+    trailing Sigmoid/Softmax (see :mod:`.strip_softmax`)."""
     model = fold_constants(model)
     # prune first: with one graph output left, an Identity copying another output away is removable
     model = prune_to_output(model, output)
     model = remove_identities(model)
     model = restore_softmax(model)
-    model, output, stripped = strip_softmax(model, output)
+    model, output, stripped = strip_softmax(model, output) if strip_squashers else (model, output, None)
     notes = []
     if stripped:
         notes.append(f"the trailing {stripped} was removed: relevance explains its input {output!r} "

@@ -141,7 +141,7 @@ class Case:
         self.model = model
         self.sample_shape = tuple(sample_shape)
         # the Explainer owns the store of weights kept outside the protobuf: keep it alive
-        self.explainer = Explainer(model)
+        self.explainer = Explainer(model, strip_squashers=False)  # the node under test may be a Sigmoid
         self.g = self.explainer.graph(self.sample_shape)
         self.node = self.g.nodes[NODE]
         self.handler = handler_for(self.node, self.g)
