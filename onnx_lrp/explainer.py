@@ -221,9 +221,11 @@ class Explainer:
                 shape, batched = tuple(declared[1:]), True
             elif declared is not None and all(isinstance(d, int) and d > 0 for d in declared):
                 shape, batched = tuple(declared), False
+            elif name in self.feed_names:
+                raise self._missing_feeds([name])
             else:
                 raise InvalidInput(f"input {name!r} of {self.label!r} has dynamic dims {_fmt(declared)}; give its "
-                                   "shape (pass it in feeds=, or a dict of sample shapes)")
+                                   "shape in a dict of sample shapes")
             key.append((name, shape, batched))
         return tuple(key)
 
@@ -343,6 +345,12 @@ class Explainer:
         out.update(self._check_feeds(feeds or {}, n))
         return out, n
 
+    def _missing_feeds(self, missing: list[str]) -> InvalidInput:
+        return InvalidInput(f"output {self.output_name!r} of {self.label!r} also reads the graph input(s) "
+                            f"{missing!r} besides {self.input_names!r}; pass their values with feeds="
+                            "{name: array} (command line: --feed NAME=FILE.npy), or explain them too with "
+                            "input_name=[...]")
+
     def _check_feeds(self, feeds: dict, n: int) -> dict:
         unknown = [k for k in feeds if k not in self.feed_names]
         if unknown:
@@ -350,9 +358,7 @@ class Explainer:
                                f"{self.label!r} does not read as an unexplained input; it reads: {self.feed_names!r}")
         missing = [k for k in self.feed_names if k not in feeds]
         if missing:
-            raise InvalidInput(f"output {self.output_name!r} of {self.label!r} also reads the graph input(s) "
-                               f"{missing!r} besides {self.input_names!r}; pass their values with feeds="
-                               "{name: array} (or explain them too with input_name=[...])")
+            raise self._missing_feeds(missing)
         out = {}
         for name in self.feed_names:
             arr = _as_model_dtype(np.asarray(feeds[name]), self._elem[name], f"feed {name!r} of {self.label!r}")

@@ -39,6 +39,8 @@ class ModelInput:
 
     name: str
     shape: tuple[int | None, ...]
+    #: an integer input (token ids, bytes): arrays keep their integers
+    integer: bool = False
 
     @property
     def rank(self) -> int:
@@ -53,8 +55,8 @@ class ModelInput:
         return f"(N, {dims})" if dims else "(N,)"
 
     @classmethod
-    def from_dims(cls, name: str, dims) -> "ModelInput":
-        return cls(name, tuple(d if isinstance(d, (int, np.integer)) and d > 0 else None for d in dims))
+    def from_dims(cls, name: str, dims, integer: bool = False) -> "ModelInput":
+        return cls(name, tuple(d if isinstance(d, (int, np.integer)) and d > 0 else None for d in dims), integer)
 
     @classmethod
     def from_proto(cls, proto: onnx.ModelProto) -> "ModelInput | None":
@@ -213,7 +215,10 @@ def load_npz(path: Path, model: ModelInput, key: str | None = None) -> Iterator[
 
 def as_batch(array: np.ndarray, where: str, model: ModelInput) -> np.ndarray:
     """``array`` as a batch for the model: one sample gets a batch axis; shapes and dtype are checked."""
-    if array.dtype.kind not in "f":
+    if model.integer and array.dtype.kind not in "iu":
+        raise InputError(f"{where} has dtype {array.dtype}; the model input {model.name!r} takes integers "
+                         "(token ids, bytes): save them with an integer dtype")
+    if not model.integer and array.dtype.kind not in "f":
         raise InputError(f"{where} has dtype {array.dtype}; array inputs must already be the model's float "
                          "input (preprocessed). For a raw image pass the image file, or convert with "
                          "x.astype(np.float32) after preprocessing")
@@ -245,13 +250,14 @@ def check_shape(shape, where: str, model: ModelInput, image: bool = False) -> No
 def _samples(array: np.ndarray, source: str, stem: str, key: str | None, model: ModelInput) -> Iterator[Sample]:
     where = source if key is None else f"{source}[{key!r}]"
     batch = as_batch(array, where, model)
+    dtype = np.int64 if model.integer else np.float32
     if len(batch) == 1:
-        yield Sample(stem, source, key, np.array(batch[:1], dtype=np.float32))
+        yield Sample(stem, source, key, np.array(batch[:1], dtype=dtype))
         return
     width = len(str(len(batch) - 1))
     for i in range(len(batch)):
         index = i if key is None else f"{key}[{i}]"
-        yield Sample(f"{stem}_{i:0{width}d}", source, index, np.array(batch[i:i + 1], dtype=np.float32))
+        yield Sample(f"{stem}_{i:0{width}d}", source, index, np.array(batch[i:i + 1], dtype=dtype))
 
 
 def _sample_text(model: ModelInput) -> str:

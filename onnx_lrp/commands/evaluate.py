@@ -93,6 +93,9 @@ def run(args) -> int:
     pre = inputs.resolve(meta.preprocess, inputs.ModelInput.from_proto(model.proto))
     kwargs = options.composite_kwargs(args, pre)
     target = options.resolve_target(args.target, meta.labels, args.model)
+    if target is not None and not isinstance(target, int):
+        raise UsageError(f"--target {args.target!r}: evaluate compares methods on one class per input; pass "
+                         "'pred', a label name or a class index")
     explainer = options.build(Explainer, model, composite=args.composite, providers=options.providers(args),
                               **kwargs)
     report = evaluate(explainer, args.inputs, masks=args.masks, methods=args.methods, metrics=args.metrics,

@@ -10,13 +10,14 @@ from pathlib import Path
 from urllib.parse import quote
 
 import numpy as np
+import onnx
 
 from . import options
 from .. import heatmap, inputs, metadata, render
 from ..cli import UsageError
 from ..errors import InvalidInput, InvalidTarget, OutputError
 from ..explainer import Explainer
-from ..graph import ReadModel
+from ..graph import FLOAT_TYPES, ReadModel
 from ..progress import Progress
 
 HELP = "explain a model's prediction on inputs and write heatmaps (the default command)"
@@ -51,6 +52,7 @@ def add_arguments(parser) -> None:
 
     lrp = options.add_composite(parser)
     options.add_target(lrp)
+    options.add_graph_io(parser)
     lrp.add_argument("--labels", metavar="FILE",
                      help="class names, one per line (or a JSON list); default the model's onnx_lrp.labels")
     options.add_providers(lrp)
@@ -90,7 +92,7 @@ class Run:
     model_input: inputs.ModelInput
     pre: metadata.Preprocess
     labels: list[str] | None
-    target: int | None
+    target: object
     out: Path
     progress: Progress
     load_s: float
@@ -103,6 +105,7 @@ class Run:
     warned_uniform: bool = False
     html: object = None  # onnx_lrp.html.ExplainReport with --html
     html_path: Path | None = None
+    feeds: dict = field(default_factory=dict)
 
     @property
     def human(self) -> bool:
@@ -141,13 +144,15 @@ def _prepare(args, start: float) -> tuple[Run, list[Path]]:
         _check_parent(args.save_explainer)
 
     explainer = options.build(Explainer, model, composite=args.composite, providers=options.providers(args),
-                              **kwargs)
-    model_input = inputs.ModelInput.from_dims(explainer.input_name, explainer.input_shape)
+                              input_name=options.input_name(args), output_name=args.output_name, **kwargs)
+    integer = explainer._elem[explainer.input_name] not in FLOAT_TYPES
+    model_input = inputs.ModelInput.from_dims(explainer.input_name, explainer.input_shape, integer)
     state = Run(args, explainer, model_input, inputs.resolve(given, model_input), labels, target, out,
                 Progress(len(files), enabled=False if args.quiet else None), time.perf_counter() - start)
     state.html_path = options.html_path(args, HTML_NAME)
     if state.html_path is not None:
         state.html = _html_report(state)
+    state.feeds = options.feeds(args)
     if state.human:
         for note in explainer.notes:
             state.progress.write(f"note: {note}", file=sys.stdout)
@@ -183,13 +188,15 @@ def _explain_files(state: Run, files: list[Path]) -> None:
 
 
 def _explain_batch(state: Run, samples: list[inputs.Sample]) -> None:
-    x = np.concatenate([s.x for s in samples])
+    x = _as_input_dtype(state.explainer, np.concatenate([s.x for s in samples]))
     shape = x.shape[1:]
-    compile_s = _compile(state, shape)
+    feeds = _batch_feeds(state, len(x))
+    # with feeds, the shapes of every input key the compiled graph: explain() compiles it
+    compile_s = _compile(state, shape) if not feeds else 0.0
     start = time.perf_counter()
     try:
         result = state.explainer.explain(x, target=state.target, keep_layers=state.args.keep_layers,
-                                         batch_size=state.args.batch_size)
+                                         batch_size=state.args.batch_size, feeds=feeds or None)
     except InvalidInput as exc:
         for s in samples:
             _fail(state, s.where, exc)
@@ -205,6 +212,22 @@ def _explain_batch(state: Run, samples: list[inputs.Sample]) -> None:
             _fail(state, sample.where, exc)
 
 
+def _as_input_dtype(explainer, x: np.ndarray) -> np.ndarray:
+    """An integer input (token ids, bytes) in the dtype the model declares."""
+    dtype = np.dtype(onnx.helper.tensor_dtype_to_np_dtype(explainer._elem[explainer.input_name]))
+    return x if np.issubdtype(dtype, np.floating) else x.astype(dtype)
+
+
+def _batch_feeds(state: Run, n: int) -> dict:
+    """The --feed arrays for a batch of ``n``: a leading axis of 1 on a batched input is repeated."""
+    out = {}
+    for name, value in state.feeds.items():
+        declared = state.explainer._declared.get(name)
+        free = bool(declared) and not (isinstance(declared[0], int) and declared[0] > 0)
+        out[name] = np.repeat(value, n, axis=0) if free and value.ndim and value.shape[0] == 1 and n > 1 else value
+    return out
+
+
 def _compile(state: Run, shape: tuple) -> float:
     """Compile (and check the target against) a new input shape once; returns the seconds it took."""
     if shape in state.compiled:
@@ -213,7 +236,7 @@ def _compile(state: Run, shape: tuple) -> float:
     compiled = state.explainer.compile(shape, keep_layers=state.args.keep_layers)
     state.compiled[shape] = time.perf_counter() - start
     n = compiled.num_classes
-    if state.target is not None and state.target >= n:
+    if isinstance(state.target, int) and state.target >= n:
         raise InvalidTarget(f"--target {state.target} is out of range: {state.args.model!r} has {n} outputs "
                             f"(0..{n - 1}); pass an index in range, a label name or 'pred'")
     if state.labels is not None and len(state.labels) != n and not state.warned_labels:
@@ -251,7 +274,7 @@ def summarize(state: Run, sample: inputs.Sample, name: str, result, i: int, file
     """The JSON summary of one explained input."""
     flat = result.output.reshape(len(result.output), -1)
     predicted, target = int(result.prediction[i]), int(result.target[i])
-    output = float(flat[i, target])
+    output = float(result.target_output[i])
     total = float(result.relevance[i].sum(dtype=np.float64))
     return {
         "input": sample.source,
@@ -279,7 +302,9 @@ def summarize(state: Run, sample: inputs.Sample, name: str, result, i: int, file
 def _summary_line(s: dict) -> str:
     where = inputs.describe(s["input"], s["index"])
     line = f"{where}: {_named(s['predicted_label'], s['predicted'], s['predicted_output'])}"
-    if s["target"] != s["predicted"]:
+    if s["target"] == -1:
+        line += f"; explaining the weighted output (Σ weights ⊙ output = {s['output']:.4g})"
+    elif s["target"] != s["predicted"]:
         line += f"; explaining {_named(s['target_label'], s['target'], s['output'])}"
     total = "?" if s["relevance_sum"] is None else f"{s['relevance_sum']:.4g}"
     ratio = "" if s["conservation"] is None else f" ({s['conservation']:.3g} × the output)"

@@ -9,6 +9,8 @@ from __future__ import annotations
 import argparse
 import difflib
 
+import numpy as np
+
 from .. import composites, rule_spec
 from ..cli import UsageError
 from ..errors import CompositeError, InvalidTarget
@@ -62,7 +64,22 @@ def add_composite(parser, default: str = composites.DEFAULT):
 
 def add_target(parser) -> None:
     parser.add_argument("--target", default="pred", metavar="CLASS",
-                        help="class to explain: 'pred' (the predicted class, default), a label name or an index")
+                        help="what to explain: 'pred' (the predicted class, default), a label name, an index into "
+                             "one sample's output, 'T,C' (an index per output axis, e.g. time step and class), or "
+                             "FILE.npy (float weights shaped like one sample's output: explains Σ weights ⊙ output)")
+
+
+def add_graph_io(parser) -> None:
+    """``--input``, ``--feed`` and ``--output``: which graph inputs and output are explained."""
+    group = parser.add_argument_group("graph inputs and output")
+    group.add_argument("--input", dest="input_names", action="append", metavar="NAME",
+                       help="the graph input to explain (default: the one floating-point input, else input_ids, "
+                            "else the integer inputs indexing an embedding table)")
+    group.add_argument("--feed", action="append", type=_feed, metavar="NAME=FILE.npy",
+                       help="value of a graph input that is not explained (a state, a mask, a scalar), given whole "
+                            "to every batch (a leading axis of 1 is repeated to the batch); repeatable")
+    group.add_argument("--output", dest="output_name", metavar="NAME",
+                       help="the graph output (or any tensor) to explain; default the first floating-point output")
 
 
 def add_providers(parser) -> None:
@@ -128,6 +145,31 @@ def composite_kwargs(args, pre) -> dict:
     return kwargs
 
 
+def feeds(args) -> dict:
+    """``--feed NAME=FILE.npy`` values as {NAME: array}."""
+    return dict(getattr(args, "feed", None) or [])
+
+
+def input_name(args):
+    """``--input`` as Explainer's input_name (one per run: INPUT holds its data)."""
+    names = getattr(args, "input_names", None) or []
+    if len(names) > 1:
+        raise UsageError(f"--input is given {len(names)} times; the command line explains one input per run "
+                         "(INPUT holds its data): pass the others with --feed NAME=FILE.npy")
+    return names[0] if names else None
+
+
+def _feed(text: str):
+    """argparse type of --feed: ``NAME=FILE.npy`` -> (name, array)."""
+    name, sep, path = text.partition("=")
+    if not sep or not name or not path:
+        raise argparse.ArgumentTypeError(f"--feed {text!r}: expected NAME=FILE.npy")
+    try:
+        return name, np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as exc:
+        raise argparse.ArgumentTypeError(f"--feed {text!r}: cannot read {path!r} as a .npy array ({exc})") from None
+
+
 def _assignment(flag: str):
     """argparse type of --rule / --op-rule: ``NAME=RULE`` -> (name, Rule); a bad rule is a usage error."""
     def parse(text: str):
@@ -147,10 +189,22 @@ def build(make, *args, **kwargs):
         raise UsageError(str(exc)) from None
 
 
-def resolve_target(text: str | None, labels: list[str] | None, model) -> int | None:
-    """``pred`` -> None (the predicted class); a label name (exact, then ignoring case) or an index -> int."""
+def resolve_target(text: str | None, labels: list[str] | None, model):
+    """``pred`` -> None (the predicted class); a label name (exact, then ignoring case) or an index -> int;
+    ``T,C`` -> a tuple index into one sample's output; ``FILE.npy`` -> float weights over it."""
     if text is None or text.strip().lower() in ("pred", "predicted"):
         return None
+    if labels is None or text not in labels:
+        if text.strip().endswith(".npy"):
+            try:
+                return np.load(text.strip(), allow_pickle=False).astype(np.float32)
+            except (OSError, ValueError, EOFError) as exc:
+                raise InvalidTarget(f"--target {text!r}: cannot read the weights ({exc})") from None
+        parts = [p.strip() for p in text.split(",")]
+        if len(parts) > 1:
+            if not all(p.lstrip("-").isdigit() for p in parts):
+                raise InvalidTarget(f"--target {text!r}: an index per output axis takes integers, e.g. 3,1")
+            return tuple(int(p) for p in parts)
     if labels is not None and text in labels:
         return labels.index(text)
     if text.strip().isdigit():
