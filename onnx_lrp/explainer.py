@@ -150,6 +150,7 @@ class Explainer:
         self._declared = {name: declared_shape(declared[name]) for name in read + self.input_names}
         self._elem = {name: declared[name].type.tensor_type.elem_type for name in read + self.input_names}
         self.composite = composites.get(composite, **composite_kwargs)
+        self.composite.check_model(self.model, self.label, supported_op_types())
         self.providers = resolve_providers(providers)
         self._graphs: dict[tuple, ModelGraph] = {}
         self._sessions: dict[tuple, tuple] = {}
