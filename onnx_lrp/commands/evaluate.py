@@ -13,6 +13,7 @@ from pathlib import Path
 from . import options
 from .. import inputs, metadata, render
 from ..attribution import METHODS
+from ..cli import UsageError
 from ..evaluation import DEFAULT_METHODS, DEFAULT_METRICS, METRIC_GROUPS, Gate, Report, Settings, evaluate
 from ..evaluation.settings import parse_literal
 from ..explainer import Explainer
