@@ -532,8 +532,9 @@ def _resolve_target(target, n: int, out_shape: tuple) -> tuple[np.ndarray | None
     if arr.shape == out_shape:
         arr = np.broadcast_to(arr, (n,) + out_shape)
     if arr.shape != (n,) + out_shape:
-        raise InvalidTarget(f"target weights have shape {arr.shape}; give them shaped like one sample's output "
-                            f"{out_shape} or like the whole output {(n,) + out_shape} (an int or ints for a class)")
+        raise InvalidTarget(f"target must be None, an int, {n} ints, a tuple index or float weights shaped like "
+                            f"one sample's output {out_shape} or like the whole output {(n,) + out_shape}; got "
+                            f"float values of shape {arr.shape}")
     if not np.isfinite(arr).all():
         raise InvalidTarget("target weights hold NaN/Inf values")
     return np.ascontiguousarray(arr, dtype=np.float32), np.full(n, -1, np.int64)

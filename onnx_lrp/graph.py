@@ -214,8 +214,8 @@ def data_input(proto: onnx.ModelProto, label: str, name: str | None = None) -> o
 
 def explained_inputs(proto: onnx.ModelProto, label: str, names=None) -> list[onnx.ValueInfoProto]:
     """The graph inputs to explain: those named, else the one floating-point input, else the
-    integer input named ``input_ids``, else the integer inputs that index an embedding table,
-    else the model's only input when it is an integer one."""
+    integer input named ``input_ids``, else the integer inputs that index an embedding table
+    (or are one-hot encoded in the graph)."""
     inputs = list(proto.graph.input)
     if names is not None:
         names = [names] if isinstance(names, str) else list(names)
@@ -246,15 +246,14 @@ def _default_inputs(proto, label, inputs) -> list[onnx.ValueInfoProto]:
     indexing = [vi for vi in ints if vi.name in _embedding_indices(proto)]
     if indexing:
         return indexing
-    if len(inputs) == 1 and ints:  # the only input, e.g. bytes one-hot encoded in the graph
-        return ints
     raise InvalidInput(f"{label!r} has no floating-point input and no integer input indexing an embedding "
                        f"table; inputs: {[i.name for i in inputs]!r}; name the one to explain with input_name=")
 
 
 def _embedding_indices(proto: onnx.ModelProto) -> set[str]:
-    """Graph inputs that reach the indices of a Gather on a floating-point initializer through
-    integer ops only (Cast, Reshape, Unsqueeze...)."""
+    """Graph inputs that reach the indices of a Gather on a floating-point initializer, or a
+    one-hot encoding (OneHot, or Equal against the vocabulary), through integer ops only (Cast,
+    Reshape, Unsqueeze, Expand...)."""
     tables = {t.name for t in proto.graph.initializer if t.data_type in FLOAT_TYPES}
     origin = {vi.name: {vi.name} for vi in proto.graph.input if vi.type.tensor_type.elem_type in INT_TYPES}
     found = set()
@@ -264,7 +263,10 @@ def _embedding_indices(proto: onnx.ModelProto) -> set[str]:
             continue
         if node.op_type == "Gather" and node.input[0] in tables and node.input[1] in origin:
             found |= origin[node.input[1]]
-        elif node.op_type in ("Cast", "Reshape", "Unsqueeze", "Squeeze", "Flatten", "Identity", "Add", "Clip"):
+        elif node.op_type in ("OneHot", "Equal"):  # a one-hot encoding (then a dense layer)
+            found |= sources
+        elif node.op_type in ("Cast", "Reshape", "Unsqueeze", "Squeeze", "Flatten", "Identity", "Add", "Clip",
+                              "Expand", "Tile"):
             for out in node.output:
                 origin[out] = sources
     return found

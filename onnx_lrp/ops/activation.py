@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import ACTIVATION, NONNEGATIVE, Handler, attr, unsupported
+from .base import ACTIVATION, NONNEGATIVE, Handler, attr, unbroadcast, unsupported
 from .registry import register
 
 
@@ -164,6 +164,26 @@ class ClipHandler(ActivationHandler):
         return low is not None and float(np.min(low)) >= 0
 
 
+class ClampHandler(ActivationHandler):
+    """``Max``/``Min`` of the data and constants, a clamp written without Clip (e.g. a variance
+    kept non-negative, ``Max(0, var)``): relevance passes; the VJP is 1 where the data is the
+    result. The data may be any operand."""
+
+    data_input = None
+
+    def __init__(self):
+        super().__init__(None)
+
+    def check_inputs(self, node, g):
+        if len(g.relevant_inputs(node)) != 1:
+            raise unsupported(node, f"{node.op_type} of several activations")
+
+    def vjp(self, b, node, g, grads, params):
+        x = node.input[g.relevant_inputs(node)[0]]
+        wins = _mask(b, b.op("Equal", [b.op("Expand", [x, b.op("Shape", [node.output[0]])]), node.output[0]]))
+        return [unbroadcast(b, b.mul(grads[0], wins), g.shape(node.output[0]), g.shape(x))]
+
+
 _DERIVATIVES = {
     "Relu": _relu, "LeakyRelu": _leaky, "PRelu": _prelu, "Clip": _clip, "Sigmoid": _sigmoid, "Tanh": _tanh,
     "Elu": _elu, "Selu": _selu, "Softplus": _softplus, "HardSigmoid": _hardsigmoid, "HardSwish": _hardswish,
@@ -176,3 +196,4 @@ for _op, _fn in _DERIVATIVES.items():
     register(ActivationHandler(_fn, NONNEGATIVE if _op in _NONNEGATIVE else None), _op)
 register(ClipHandler(_clip), "Clip")
 register(PowHandler(_pow), "Pow")
+register(ClampHandler(), "Max", "Min")

@@ -138,10 +138,14 @@ class SliceHandler(DataHandler):
         return [grad]
 
 
+#: Slice ends at or above this mean "to the end": exporters write INT32_MAX, INT64_MAX, or 10⁹
+#: (tf2onnx's strided_slice); no batch is that large.
+_TO_THE_END = 10 ** 9
+
+
 def _keeps_whole_axis(start: int, end: int, step: int) -> bool:
-    """Whether Slice keeps every index of an axis whatever its length (exporters write
-    "to the end" as INT32_MAX or INT64_MAX)."""
-    return step == 1 and (start == 0 or start <= -(2 ** 31 - 1)) and end >= 2 ** 31 - 1
+    """Whether Slice keeps every index of an axis whatever its length."""
+    return step == 1 and (start == 0 or start <= -(2 ** 31 - 1)) and end >= _TO_THE_END
 
 
 @handles("Gather")

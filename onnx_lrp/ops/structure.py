@@ -181,8 +181,9 @@ def is_statistic_of(g: ModelGraph, stat: str, x: str) -> bool:
     """True when ``stat`` is computed from ``x`` (or from a tensor ``x`` is an elementwise function
     of) only through a path that contains a reduction, and has fewer values per sample than ``x``:
     a mean, a standard deviation, a norm of ``x``."""
-    if _numel(g, stat) >= _numel(g, x):
-        return False
+    # fewer values per sample than x: the statistic itself, or (when it is broadcast back and
+    # scaled per feature, as LayerNorm's 1/std · γ) the reduction it is computed through
+    size = _numel(g, x)
     sources = set(chain(g, x))
     centred = producer(g, x)
     if centred is not None and centred.op_type == "Sub" and len(g.relevant_inputs(centred)) == 2:
@@ -198,7 +199,7 @@ def is_statistic_of(g: ModelGraph, stat: str, x: str) -> bool:
         node = producer(g, tensor)
         if node is None:
             continue
-        now_reduced = reduced or node.op_type in REDUCTIONS
+        now_reduced = reduced or (node.op_type in REDUCTIONS and _numel(g, node.output[0]) < size)
         stack.extend((t, now_reduced, depth + 1) for t in node.input if t in g.relevant)
     return False
 

@@ -50,6 +50,8 @@ CASES = {
     "Clip_min_only": ([np.float32(0.1)], {}, away(normal(), 0.1), F64),
     "Clip_max_only": (["", np.float32(0.3)], {}, away(normal(), 0.3), F64),
     "Clip_none": ([], {}, normal(), F64),
+    "Max_constant": ([np.float32(0.2)], {}, away(normal(), 0.2), F64),
+    "Min_per_channel": ([np.array([[[0.1]], [[-0.4]]], np.float32)], {}, away(normal(), 0.1, -0.4), F64),
     "Sigmoid": ([], {}, normal(), F64),
     "Tanh": ([], {}, normal(), F64),
     "Sqrt": ([], {}, positive(), F64),

@@ -1,0 +1,45 @@
+"""Trained models that other PyPI packages ship, explained end to end (tools/make_magika_fixture.py)."""
+from __future__ import annotations
+
+import json
+import pathlib
+
+import numpy as np
+import onnx
+import pytest
+
+import onnx_lrp
+
+THIRDPARTY = pathlib.Path(__file__).parent / "fixtures" / "thirdparty"
+
+
+@pytest.fixture(scope="module")
+def magika():
+    path = THIRDPARTY / "magika_standard_v3_3.onnx"
+    meta = {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
+    return path, json.loads(meta["onnx_lrp.labels"]), dict(np.load(THIRDPARTY / "magika_samples.npz"))
+
+
+def test_magika_bytes_explained_from_their_one_hot_encoding(magika):
+    """Integer input (bytes, padded with 256): the explanation starts at the one-hot encoding the
+    graph computes (Equal + Cast), the written-out softmax is stripped, LayerNorm's written-out
+    moments are statistics (held constant), the batch slice written with end 10⁹ keeps the batch."""
+    path, labels, samples = magika
+    explainer = onnx_lrp.Explainer(path, composite="epsilon")
+    assert explainer.input_names == ["bytes"]
+    assert any("Exp / ReduceSum / Div" in note for note in explainer.notes)
+    x = np.concatenate([samples["python"], samples["json"]])
+    res = explainer.explain(x)
+    assert [labels[i] for i in res.prediction] == ["python", "json"]
+    assert res.sources["bytes"].endswith("one_hot_/Cast_1:0")
+    assert res.relevance.shape == (2, 2048, 257)
+    onehot = np.eye(257, dtype=bool)[x]
+    assert np.isfinite(res.relevance).all()
+    assert (res.relevance[~onehot] == 0).all(), "bytes absent at a position get no relevance"
+    per_byte = res.per_position()
+    assert per_byte.shape == (2, 2048)
+    # the relevance explains most of the logit; the rest goes to biases and LayerNorm's β
+    assert np.all(res.conservation() > 0.5) and np.all(res.conservation() < 2)
+    # padding carries less relevance than the content bytes
+    content = x != 256
+    assert np.abs(per_byte[content]).mean() > 10 * np.abs(per_byte[~content]).mean()
