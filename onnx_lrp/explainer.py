@@ -184,7 +184,7 @@ class Explainer:
             if has_recurrent(model):  # unrolled at this input's sequence length
                 model = unroll_recurrent(model, shapes)
                 shapes, dtypes = probe(model, samples[0], self.label)
-            axes = {name: (0 if batched else None) for name, _, batched in key}
+            axes = {name: axis for name, _, axis in key}
             g = ModelGraph.build(model, self.label, self.input_name, self.output_name, shapes, dtypes,
                                  self.input_names, axes)
             g.batched = self.batch_axis is not None
@@ -205,7 +205,8 @@ class Explainer:
         return self._sessions[(key, keep_layers, weights)]
 
     def _shape_key(self, sample_shape) -> tuple:
-        """((input name, shape, has a batch axis), ...) over every input the model reads."""
+        """((input name, shape without the batch axis, batch axis or None), ...) over every input
+        the model reads."""
         if isinstance(sample_shape, tuple) and sample_shape and isinstance(sample_shape[0], tuple):
             return sample_shape  # already a key
         given = dict(sample_shape) if isinstance(sample_shape, dict) else {self.input_name: tuple(sample_shape)}
@@ -214,28 +215,44 @@ class Explainer:
             if name not in self.feed_names and name not in self.input_names:
                 continue
             declared = self._declared[name]
+            axis = self._declared_axis(name)
             if name in given:
                 shape = tuple(int(d) for d in given[name])
-                batched = name in self.input_names or len(shape) == len(declared) - 1
-            elif declared and all(isinstance(d, int) and d > 0 for d in declared[1:]) and not (
-                    isinstance(declared[0], int) and declared[0] > 0 and declared[0] != self._fixed_batch()):
-                shape, batched = tuple(declared[1:]), True
-            elif declared is not None and all(isinstance(d, int) and d > 0 for d in declared):
-                shape, batched = tuple(declared), False
+                if axis == "unknown":
+                    axis = 0 if len(shape) == len(declared) - 1 else None
+            elif all(isinstance(d, int) and d > 0 for i, d in enumerate(declared) if i != axis) and (
+                    axis != "unknown" or (declared and not isinstance(declared[0], int))):
+                axis = 0 if axis == "unknown" else axis
+                shape = tuple(d for i, d in enumerate(declared) if i != axis)
             elif name in self.feed_names:
                 raise self._missing_feeds([name])
             else:
                 raise InvalidInput(f"input {name!r} of {self.label!r} has dynamic dims {_fmt(declared)}; give its "
                                    "shape in a dict of sample shapes")
-            key.append((name, shape, batched))
+            key.append((name, shape, axis))
         return tuple(key)
+
+    def _declared_axis(self, name: str):
+        """An input's batch axis as declared: 0 for explained inputs; for a feed the axis named
+        like the explained input's batch (a state (layers, N, H): 1), None when every dim is
+        fixed, "unknown" when the declaration cannot tell (decided from the data: axis 0 when it
+        has as many rows as the batch)."""
+        if name in self.input_names:
+            return 0
+        declared = self._declared[name]
+        symbol = self.input_shape[0] if self.input_shape else None
+        if isinstance(symbol, str) and symbol in declared:
+            return declared.index(symbol)
+        if all(isinstance(d, int) and d > 0 for d in declared):
+            return None
+        return "unknown"
 
     def _samples(self, key: tuple, batch: int) -> dict[str, np.ndarray]:
         """Data to evaluate shape arithmetic and probe shapes on: only the shapes matter."""
         rng = np.random.default_rng(0)
         out = {}
-        for name, shape, batched in key:
-            full = ((batch,) + shape) if batched else shape
+        for name, shape, axis in key:
+            full = shape if axis is None else shape[:axis] + (batch,) + shape[axis:]
             dtype = onnx.helper.tensor_dtype_to_np_dtype(self._elem[name])
             out[name] = (rng.standard_normal(full).astype(dtype) if np.issubdtype(dtype, np.floating)
                          else np.zeros(full, dtype))
@@ -265,13 +282,14 @@ class Explainer:
         along with ``x``, without one they are given whole to every chunk.
         """
         inputs, n = self._check_inputs(x, feeds)
-        key = tuple((name, v.shape[1:] if batched else v.shape, batched) for name, (v, batched) in inputs.items())
+        key = tuple((name, v.shape if axis is None else v.shape[:axis] + v.shape[axis + 1:], axis)
+                    for name, (v, axis) in inputs.items())
         g = self.graph(key)
         weights, targets = _resolve_target(target, n, tuple(g.shape(g.output_name)[1:]))
         compiled, session = self._session(key, keep_layers, weights is not None)
         names = list(compiled.relevances.values()) + [compiled.output_name] + list(compiled.layers.values())
         arrays = {name: v for name, (v, _) in inputs.items()}
-        axes = {name: (0 if batched else None) for name, (_, batched) in inputs.items()}
+        axes = {name: axis for name, (_, axis) in inputs.items()}
         seed_input = WEIGHTS if weights is not None else TARGET
         arrays[seed_input] = weights if weights is not None else targets
         axes[seed_input] = 0
@@ -323,7 +341,7 @@ class Explainer:
         return batch if isinstance(batch, int) and batch > 0 else None
 
     def _check_inputs(self, x, feeds) -> tuple[dict, int]:
-        """{input name: (array as the model takes it, whether it has a batch axis)} and the batch size."""
+        """{input name: (array as the model takes it, its batch axis or None)} and the batch size."""
         given = dict(x) if isinstance(x, dict) else {self.input_name: x}
         if self.batch_axis is None:  # the whole input is one sample
             given = {name: np.asarray(value)[None] for name, value in given.items()}
@@ -342,7 +360,7 @@ class Explainer:
             if len(arr) != n:
                 raise InvalidInput(f"explained inputs hold different batch sizes: {self.input_name!r} {n}, "
                                    f"{name!r} {len(arr)}")
-        out = {name: (arr, True) for name, arr in arrays.items()}
+        out = {name: (arr, 0) for name, arr in arrays.items()}
         out.update(self._check_feeds(feeds or {}, n))
         return out, n
 
@@ -367,14 +385,19 @@ class Explainer:
             if arr.ndim != len(declared):
                 raise InvalidInput(f"feed {name!r} of {self.label!r} expects rank {len(declared)} "
                                    f"{_fmt(declared)}, got shape {arr.shape}")
-            batched = arr.ndim > 0 and arr.shape[0] == n and not (
-                isinstance(declared[0], int) and declared[0] > 0 and declared[0] != (self._fixed_batch() or n))
-            bad = [i for i, d in enumerate(declared) if isinstance(d, int) and d > 0 and not (i == 0 and batched)
+            axis = self._declared_axis(name)
+            if axis == "unknown":
+                axis = 0 if arr.ndim > 0 and arr.shape[0] == n and not isinstance(declared[0], int) else None
+            if axis is not None and arr.shape[axis] != n:
+                raise InvalidInput(f"feed {name!r} of {self.label!r} has its batch on axis {axis} (declared "
+                                   f"{_fmt(declared)}); it holds {arr.shape[axis]} samples there, the explained "
+                                   f"input {n}")
+            bad = [i for i, d in enumerate(declared) if isinstance(d, int) and d > 0 and i != axis
                    and arr.shape[i] != d]
             if bad:
                 raise InvalidInput(f"feed {name!r} of {self.label!r} expects shape {_fmt(declared)}, got {arr.shape} "
                                    f"(axis {bad[0]} differs)")
-            out[name] = (arr, batched)
+            out[name] = (arr, axis)
         return out
 
     def _check_input(self, x, name: str | None = None) -> np.ndarray:
@@ -413,14 +436,17 @@ class Explainer:
         return write_model(materialize(compiled.model), path)
 
     def _save_shape(self, input_shape):
-        if isinstance(input_shape, dict):  # full shapes; an input with a free axis 0 is batched
+        if isinstance(input_shape, dict):  # full shapes, with the batch where each input declares it
+            unknown = [name for name in input_shape if name not in self._declared]
+            if unknown:
+                raise InvalidInput(f"{self.label!r} reads no input {unknown[0]!r}; it reads {list(self._declared)!r}")
             out = {}
             for name, shape in input_shape.items():
-                declared = self._declared.get(name)
-                if declared is None:
-                    raise InvalidInput(f"{self.label!r} reads no input {name!r}; it reads {list(self._declared)!r}")
-                batched = name in self.input_names or not (isinstance(declared[0], int) and declared[0] > 0)
-                out[name] = tuple(shape)[1:] if batched and len(shape) == len(declared) else tuple(shape)
+                axis = self._declared_axis(name)
+                if axis == "unknown":
+                    declared = self._declared[name]
+                    axis = 0 if len(shape) == len(declared) and not isinstance(declared[0], int) else None
+                out[name] = tuple(shape) if axis is None else tuple(shape)[:axis] + tuple(shape)[axis + 1:]
             return out
         shape = list(input_shape) if input_shape is not None else list(self.input_shape)
         sample = shape[1:] if len(shape) == len(self.input_shape) else shape

@@ -179,3 +179,26 @@ def test_attention_mask_fed_as_a_constant():
     np.testing.assert_allclose(res.conservation(), 1.0, rtol=1e-5)
     with pytest.raises(onnx_lrp.InvalidInput, match="ids.*int64.*float32|int64.*float32"):
         exp.explain(ids.astype(np.float32), feeds={"attention_mask": mask})
+
+
+def test_state_feed_with_the_batch_on_axis_1():
+    """A recurrent-style state (layers, N, H) fed beside x (N, H): split along its own batch axis
+    (found by the batch's name), chunked with x, and declared so in the saved explainer."""
+    w = randn((3, 2), 12)
+    nodes = [helper.make_node("ReduceSum", ["state", "zero"], ["s"], keepdims=0),
+             helper.make_node("Add", ["x", "s"], ["h"]), helper.make_node("MatMul", ["h", "w"], ["y"])]
+    model = make_model(nodes, [vi("x", ["batch", 3]), vi("state", [2, "batch", 3])], [vi("y", ["batch", 2])],
+                       {"w": w, "zero": np.array([0])})
+    x, state = randn((3, 3), 13), randn((2, 3, 3), 14)
+    exp = onnx_lrp.Explainer(model, input_name="x", composite=lrp0_composite())
+    whole = exp.explain(x, target=1, feeds={"state": state})
+    np.testing.assert_allclose(whole.output, (x + state.sum(0)) @ w, rtol=1e-5, atol=1e-6)
+    chunked = exp.explain(x, target=1, feeds={"state": state}, batch_size=2)
+    np.testing.assert_allclose(chunked.relevance, whole.relevance, rtol=1e-6, atol=1e-7)
+    h = x + state.sum(0)  # Pass through the Add of a constant: the whole z-rule share of h reaches x
+    np.testing.assert_allclose(whole.relevance, h * w[:, 1], rtol=1e-4, atol=1e-5)
+    with pytest.raises(onnx_lrp.InvalidInput, match="batch on axis 1"):
+        exp.explain(x, feeds={"state": randn((2, 2, 3))})
+    compiled = exp.compile({"x": (3,), "state": (2, 3)})
+    dims = {i.name: [d.dim_param or d.dim_value for d in i.type.tensor_type.shape.dim] for i in compiled.model.graph.input}
+    assert dims["state"] == [2, "N", 3]
