@@ -122,7 +122,7 @@ def inspect_model(model, composite="epsilon_plus_flat", input_shape=None, provid
                                 "computes no floating-point value from the input (shapes, indices)"))
             continue
         rows.append(_row(index, node, step, g, reached))
-    notes = list(explainer.notes) + notes
+    notes = list(explainer.notes) + explainer._notes(g.sources) + notes
     name = composite if isinstance(composite, str) else type(explainer.composite).__name__
     return Inspection(explainer.label, name, explainer.input_name, (1, *sample), explainer.output_name, rows, notes,
                       _recurrent(g, rows))

@@ -43,3 +43,10 @@ def test_magika_bytes_explained_from_their_one_hot_encoding(magika):
     # padding carries less relevance than the content bytes
     content = x != 256
     assert np.abs(per_byte[content]).mean() > 10 * np.abs(per_byte[~content]).mean()
+
+
+def test_inspect_shows_where_the_explanation_of_bytes_starts(magika):
+    from onnx_lrp.inspection import inspect_model
+    report = inspect_model(magika[0], input_shape=(1, 2048))
+    assert any("'bytes'" in note and "starts at" in note and "one_hot_/Cast_1:0" in note for note in report.notes)
+    assert not [row for row in report.rows if row.status in ("unsupported", "needs rule")]
