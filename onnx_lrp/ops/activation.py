@@ -174,7 +174,7 @@ class ClampHandler(ActivationHandler):
     def __init__(self):
         super().__init__(None)
 
-    def check_inputs(self, node, g):
+    def check(self, node, g):
         if len(g.relevant_inputs(node)) != 1:
             raise unsupported(node, f"{node.op_type} of several activations")
 
