@@ -34,7 +34,7 @@ def _compile(model) -> None:
     proto, label, _store = load_detached(model)
     canon = canonize(proto, "y")
     shape = tuple(d.dim_value for d in canon.model.graph.input[0].type.tensor_type.shape.dim)
-    shapes, dtypes = probe(canon.model, "x", shape, label)
+    shapes, dtypes = probe(canon.model, {"x": np.zeros(shape, np.float32)}, label)
     graph = ModelGraph.build(canon.model, label, "x", canon.output, shapes, dtypes)
     compile_explainer(graph, composites.get("epsilon_plus_flat"))
 

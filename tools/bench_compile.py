@@ -21,6 +21,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import onnx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
@@ -49,7 +50,7 @@ def measure(model: onnx.ModelProto, session: bool) -> dict[str, float]:
     lap("canonize")
     x = canon.model.graph.input[0]
     shape = tuple(d.dim_value for d in x.type.tensor_type.shape.dim)
-    shapes, dtypes = probe(canon.model, "x", shape, label)
+    shapes, dtypes = probe(canon.model, {"x": np.zeros(shape, np.float32)}, label)
     g = ModelGraph.build(canon.model, label, "x", canon.output, shapes, dtypes)
     lap("graph")
     compiled = compile_explainer(g, composites.get("epsilon_plus_flat"))
