@@ -33,7 +33,13 @@ def _describe(feeds: dict[str, np.ndarray]) -> str:
     return str(next(iter(shapes.values()))) if len(shapes) == 1 else str(shapes)
 
 
-def _infer(model: onnx.ModelProto, feeds: dict[str, np.ndarray], label: str):
+def screen_sizes(model: onnx.ModelProto, feeds: dict[str, np.ndarray], label: str) -> None:
+    """Refuse, before onnxruntime allocates them, tensors that shape inference sizes beyond the
+    limit at the input shapes of ``feeds``."""
+    _check_sizes(_partial_inference(_with_shapes(model, feeds)), model, feeds, label)
+
+
+def _with_shapes(model: onnx.ModelProto, feeds: dict[str, np.ndarray]) -> onnx.ModelProto:
     fixed = onnx.ModelProto()
     fixed.CopyFrom(model)
     del fixed.graph.value_info[:]
@@ -43,6 +49,11 @@ def _infer(model: onnx.ModelProto, feeds: dict[str, np.ndarray], label: str):
             vi.type.tensor_type.shape.SetInParent()
             for d in np.shape(feeds[vi.name]):
                 vi.type.tensor_type.shape.dim.add().dim_value = int(d)
+    return fixed
+
+
+def _infer(model: onnx.ModelProto, feeds: dict[str, np.ndarray], label: str):
+    fixed = _with_shapes(model, feeds)
     try:
         inferred = onnx.shape_inference.infer_shapes(fixed, strict_mode=True, data_prop=True)
     except Exception:

@@ -194,6 +194,9 @@ def _evaluate(model: onnx.ModelProto, names: list[str], feeds: dict[str, np.ndar
     sub.graph.output.extend(onnx.ValueInfoProto(name=t) for t in names)
     del sub.graph.value_info[:]
     drop_unused_initializers(sub)
+    from .probe import screen_sizes  # (probe imports nothing from here)
+
+    screen_sizes(sub, {i.name: feeds[i.name] for i in inputs}, label)  # before onnxruntime allocates
     try:
         session = make_session(sub, [CPU], optimize=False)
         values = session.run(names, {i.name: feeds[i.name] for i in inputs})

@@ -135,3 +135,14 @@ def test_both_torch_exporters_explain_alike_and_conserve(name):
         np.testing.assert_allclose(result.conservation(), 1.0, rtol=1e-4)
     ops = {n.op_type for n in onnx.load(str(FIXTURES / f"{name}_torchscript.onnx")).graph.node}
     assert "Shape" in ops  # the fixture does exercise shape arithmetic
+
+
+def test_shape_arithmetic_that_would_allocate_too_much_is_refused_before_it_runs():
+    """ConstantOfShape(Shape(x) · [1, 10⁹]) is static: it is screened before onnxruntime evaluates it."""
+    nodes = [helper.make_node("Shape", ["x"], ["s"]), helper.make_node("Mul", ["s", "big"], ["s2"]),
+             helper.make_node("ConstantOfShape", ["s2"], ["z"],
+                              value=helper.make_tensor("v", onnx.TensorProto.FLOAT, [1], [1.0])),
+             helper.make_node("ReduceSum", ["z"], ["t"], keepdims=0), helper.make_node("Mul", ["x", "t"], ["y"])]
+    model = make_model(nodes, [vi("x", ["N", 4])], [vi("y", ["N", 4])], {"big": np.array([1, 10 ** 9])})
+    with pytest.raises(onnx_lrp.OnnxLrpError, match="'z'.*4,000,000,000 elements"):
+        onnx_lrp.Explainer(model, composite="epsilon").explain(randn((1, 4)))
