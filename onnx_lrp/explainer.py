@@ -371,10 +371,13 @@ class Explainer:
                             "input_name=[...]")
 
     def _check_feeds(self, feeds: dict, n: int) -> dict:
-        unknown = [k for k in feeds if k not in self.feed_names]
+        # inputs of the model that the explained output does not read are accepted and unused
+        model_inputs = {vi.name for vi in self.source_model.graph.input}
+        unknown = [k for k in feeds if k not in self.feed_names and (k not in model_inputs or k in self.input_names)]
         if unknown:
-            raise InvalidInput(f"feeds name {unknown[0]!r}, which explained output {self.output_name!r} of "
-                               f"{self.label!r} does not read as an unexplained input; it reads: {self.feed_names!r}")
+            raise InvalidInput(f"feeds name {unknown[0]!r}, which is not an unexplained input of {self.label!r}; "
+                               f"explained output {self.output_name!r} reads: {self.feed_names!r}")
+        feeds = {k: v for k, v in feeds.items() if k in self.feed_names}
         missing = [k for k in self.feed_names if k not in feeds]
         if missing:
             raise self._missing_feeds(missing)

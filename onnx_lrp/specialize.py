@@ -120,9 +120,8 @@ def inline_known_ifs(model: onnx.ModelProto) -> onnx.ModelProto:
     out = copy_model(model)
     nodes = []
     for node in out.graph.node:
-        branch = _taken_branch(node, known) if node.op_type == "If" else None
-        if branch is None or any(a.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS)
-                                 for inner in branch.node for a in inner.attribute):
+        branch = _taken_branch(node, known) if node.op_type == "If" and node.input[0] in known else None
+        if branch is None:
             nodes.append(node)
             continue
         nodes.extend(_inline(out, node, branch))
@@ -161,11 +160,30 @@ def _inline(model: onnx.ModelProto, node: onnx.NodeProto, branch: onnx.GraphProt
         new.name = f"{node.name}/{inner.name or inner.op_type}_{len(inlined)}"
         new.input[:] = [rename.get(t, t) for t in inner.input]
         new.output[:] = [rename.get(t, t) for t in inner.output]
+        _rename_subgraphs(new, rename)  # a nested If/Loop reads the branch's tensors by name
         inlined.append(new)
     for result, out in passed:
         inlined.append(onnx.helper.make_node("Identity", [rename.get(result, result)], [out],
                                              name=f"{node.name}/result_{out}"))
     return inlined
+
+
+def _rename_subgraphs(node: onnx.NodeProto, rename: dict[str, str]) -> None:
+    """Apply ``rename`` to the outer-scope names that ``node``'s subgraphs read, leaving the names
+    a subgraph defines itself alone."""
+    for a in node.attribute:
+        graphs = [a.g] if a.type == onnx.AttributeProto.GRAPH else (
+            list(a.graphs) if a.type == onnx.AttributeProto.GRAPHS else [])
+        for g in graphs:
+            own = ({t.name for t in g.initializer} | {i.name for i in g.input}
+                   | {o for n in g.node for o in n.output if o})
+            outer = {k: v for k, v in rename.items() if k not in own}
+            for inner in g.node:
+                inner.input[:] = [outer.get(t, t) for t in inner.input]
+                _rename_subgraphs(inner, outer)
+            for out in g.output:
+                if out.name in outer:
+                    out.name = outer[out.name]
 
 
 def _same(a: np.ndarray, b: np.ndarray) -> bool:
