@@ -50,3 +50,26 @@ def test_inspect_shows_where_the_explanation_of_bytes_starts(magika):
     report = inspect_model(magika[0], input_shape=(1, 2048))
     assert any("'bytes'" in note and "starts at" in note and "one_hot_/Cast_1:0" in note for note in report.notes)
     assert not [row for row in report.rows if row.status in ("unsupported", "needs rule")]
+
+
+def test_silero_vad_with_its_state_fed_along_its_batch_axis():
+    """silero-vad's streaming model (tools/make_silero_fixture.py): the audio is explained, the
+    recurrent state (2, batch, 128) is fed — split along axis 1, where its batch is — and the three
+    If nodes the LSTM export adds (they test the state's and the input's shapes) are inlined at
+    compile time; sr is accepted and unused (the probability does not read it)."""
+    path = THIRDPARTY / "silero_vad_16k_op15.onnx"
+    data = np.load(pathlib.Path(__file__).parent / "fixtures" / "recurrent" / "silero_vad.npz")
+    x = np.ascontiguousarray(data["chunks"][0, :, 64:])  # twelve 512-sample chunks at 16 kHz
+    explainer = onnx_lrp.Explainer(path, input_name="input", output_name="output", composite="epsilon")
+    assert explainer.feed_names == ["state"]
+    state = np.zeros((2, len(x), 128), np.float32)
+    res = explainer.explain(x, target=0, feeds={"state": state, "sr": np.array(16000)})
+    assert res.relevance.shape == (12, 512) and np.isfinite(res.relevance).all()
+    assert "If" not in {n.op_type for n in explainer.graph({"input": (512,), "state": (2, 128)}).model.graph.node}
+    from model_builders import run
+    expected = run(onnx.load(str(path)), {"input": x, "state": state, "sr": np.array(16000)})["output"]
+    np.testing.assert_allclose(res.output, expected, rtol=1e-5, atol=1e-7)  # the model's own output
+    chunked = explainer.explain(x, target=0, feeds={"state": state}, batch_size=5)
+    np.testing.assert_allclose(chunked.relevance, res.relevance, rtol=1e-5, atol=1e-7)
+    with pytest.raises(onnx_lrp.InvalidInput, match="batch on axis 1"):
+        explainer.explain(x, target=0, feeds={"state": state[:, :3]})
