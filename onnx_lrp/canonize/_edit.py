@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 import onnx
 
-from .editor import GraphEditor
+from .editor import GraphEditor, reads  # noqa: F401 - reads is used by the passes and graph.py
 
 
 def copy_model(model: onnx.ModelProto) -> onnx.ModelProto:
@@ -82,24 +82,3 @@ def set_bias(edit: GraphEditor, linear: onnx.NodeProto, bias: np.ndarray, base: 
     name = edit.fresh(base)
     edit.set_const(name, bias.astype(np.float32))
     edit.set_input(linear, min(2, len(linear.input)), name)
-
-
-def reads(node: onnx.NodeProto) -> set[str]:
-    """Tensors ``node`` reads, including those its subgraphs (If/Loop/Scan bodies) read from the
-    enclosing scope; a name a subgraph defines itself is over-approximated as read, which only
-    keeps more. Walked without recursion: subgraphs may nest deeper than Python's stack."""
-    names = set(node.input)
-    names.discard("")
-    if not node.attribute:
-        return names
-    stack = [node]
-    while stack:
-        current = stack.pop()
-        names.update(t for t in current.input if t)
-        for a in current.attribute:
-            if a.type == onnx.AttributeProto.GRAPH:
-                stack.extend(a.g.node)
-            elif a.type == onnx.AttributeProto.GRAPHS:
-                for g in a.graphs:
-                    stack.extend(g.node)
-    return names

@@ -9,9 +9,9 @@ and written to the protobuf once, by :meth:`GraphEditor.commit`.
 
 Rules for passes: change a node's inputs and outputs, the initializers and the graph outputs only
 through the editor, never by assigning ``node.input[i]`` directly, or the index goes stale.
-Attributes and op types may be changed directly. Readers and writers are those of the main graph's
-nodes (``node.input`` / ``node.output``); what an If/Loop body reads from the enclosing scope is
-not indexed (see :func:`~onnx_lrp.canonize._edit.reads`).
+Attributes and op types may be changed directly. Writers are the main graph's nodes; readers are
+their input slots and, once per node, the If/Loop/Scan bodies that read a tensor of the enclosing
+scope (see :func:`reads`): such a tensor cannot be renamed (:meth:`GraphEditor.read_in_subgraph`).
 """
 from __future__ import annotations
 
@@ -70,6 +70,7 @@ class GraphEditor:
         self._before: dict[int, list[onnx.NodeProto]] = {}
         self._producer: dict[str, onnx.NodeProto] = {}
         self._readers: dict[str, dict[int, list]] = {}  # tensor -> {id(node): [node, times read]}
+        self._body_readers: dict[str, dict[int, onnx.NodeProto]] = {}  # read inside a node's subgraphs
         self._inits: dict[str, int] = {}
         for i, tensor in enumerate(graph.initializer):
             self._inits.setdefault(tensor.name, i)
@@ -94,6 +95,8 @@ class GraphEditor:
             for t in node.output:
                 if t:
                     producer[t] = node
+            if node.attribute:
+                self._index_bodies(node)
 
     # --- queries ------------------------------------------------------------------------
     def nodes(self) -> list[onnx.NodeProto]:
@@ -109,8 +112,14 @@ class GraphEditor:
         return self._producer.get(tensor)
 
     def consumers(self, tensor: str) -> list[onnx.NodeProto]:
-        """The nodes reading ``tensor``, a node once per input slot that names it."""
-        return [node for node, times in self._readers.get(tensor, {}).values() for _ in range(times)]
+        """The nodes reading ``tensor``, a node once per input slot that names it and once more
+        when its subgraphs read it."""
+        slots = [node for node, times in self._readers.get(tensor, {}).values() for _ in range(times)]
+        return slots + list(self._body_readers.get(tensor, {}).values())
+
+    def read_in_subgraph(self, tensor: str) -> bool:
+        """Whether an If/Loop/Scan body reads ``tensor`` from the enclosing scope (it cannot be renamed)."""
+        return tensor in self._body_readers
 
     def is_output(self, tensor: str) -> bool:
         return tensor in self._outputs
@@ -167,9 +176,12 @@ class GraphEditor:
             self._taken(tensor)
 
     def rename_uses(self, old: str, new: str) -> None:
-        """Every reader of tensor ``old``, and a graph output named ``old``, uses ``new`` instead."""
+        """Every reader of tensor ``old``, and a graph output named ``old``, uses ``new`` instead.
+        Raises ValueError when a subgraph reads ``old`` (check :meth:`read_in_subgraph` first)."""
         if old == new:
             return
+        if old in self._body_readers:
+            raise ValueError(f"tensor {old!r} is read inside a subgraph and cannot be renamed")
         for node, _ in list(self._readers.pop(old, {}).values()):
             for i, t in enumerate(node.input):
                 if t == old:
@@ -201,6 +213,12 @@ class GraphEditor:
         self._removed.add(id(node))
         for t in node.input:
             self._unread(node, t)
+        if node.attribute:
+            for t in _outer_reads(node):
+                readers = self._body_readers.get(t, {})
+                readers.pop(id(node), None)
+                if not readers:
+                    self._body_readers.pop(t, None)
         for t in node.output:
             if t and self._producer.get(t) is node:
                 del self._producer[t]
@@ -232,6 +250,12 @@ class GraphEditor:
             if t:
                 self._producer[t] = node
                 self._taken(t)
+        if node.attribute:
+            self._index_bodies(node)
+
+    def _index_bodies(self, node: onnx.NodeProto) -> None:
+        for t in _outer_reads(node):
+            self._body_readers.setdefault(t, {})[id(node)] = node
 
     def _taken(self, name: str) -> None:
         if self._names is not None:
@@ -259,6 +283,34 @@ class GraphEditor:
             self._emit(new, out)
         if id(node) not in self._removed:
             out.append(node)
+
+
+def reads(node: onnx.NodeProto) -> set[str]:
+    """Tensors ``node`` reads, including those its subgraphs (If/Loop/Scan bodies) read from the
+    enclosing scope; a name a subgraph defines itself is over-approximated as read, which only
+    keeps more. Walked without recursion: subgraphs may nest deeper than Python's stack."""
+    names = set(node.input)
+    names.discard("")
+    if not node.attribute:
+        return names
+    stack = [node]
+    while stack:
+        current = stack.pop()
+        names.update(t for t in current.input if t)
+        for a in current.attribute:
+            if a.type == onnx.AttributeProto.GRAPH:
+                stack.extend(a.g.node)
+            elif a.type == onnx.AttributeProto.GRAPHS:
+                for g in a.graphs:
+                    stack.extend(g.node)
+    return names
+
+
+def _outer_reads(node: onnx.NodeProto) -> set[str]:
+    """What ``node``'s subgraphs read (over-approximated as in :func:`reads`), its own inputs aside."""
+    if not any(a.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS) for a in node.attribute):
+        return set()
+    return reads(node) - set(node.input)
 
 
 def _tensor_names(graph: onnx.GraphProto) -> set[str]:

@@ -19,6 +19,8 @@ def remove_identities(model: onnx.ModelProto) -> onnx.ModelProto:
             continue  # a Dropout whose mask is used is not a pass-through here (an unused one is)
         if edit.is_output(dst) and (edit.is_output(src) or src in edit.inputs):
             continue  # keep input->output and output->output copies: both names must survive
+        if edit.read_in_subgraph(src if edit.is_output(dst) else dst):
+            continue  # the name that would go is read inside an If/Loop body, which keeps its names
         edit.remove(node)
         if edit.is_output(dst):
             edit.rename_tensor(src, dst)  # keep the graph output's name: src's producer writes it

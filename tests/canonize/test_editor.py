@@ -122,3 +122,46 @@ def test_name_allocator_counts_on_from_the_last_suffix():
     assert [names.fresh("a") for _ in range(3)] == ["a_2", "a_4", "a_5"]
     assert names.fresh("b") == "b"
     assert "a_4" in names
+
+
+def _reads_inside_if(first: onnx.NodeProto, read: str, inits: dict | None = None) -> onnx.ModelProto:
+    """``first`` then an If whose branches read ``read`` from the enclosing scope, and a Relu of it."""
+    then = helper.make_graph([helper.make_node("Relu", [read], ["t"])], "then", [], [vi("t", [1, 3])])
+    other = helper.make_graph([helper.make_node("Neg", [read], ["e"])], "else", [], [vi("e", [1, 3])])
+    nodes = [first, helper.make_node("Relu", [read], ["r"], name="relu"),
+             helper.make_node("If", ["c"], ["y"], name="if", then_branch=then, else_branch=other)]
+    return make_model(nodes, [vi("x", [1, 3]), vi("c", [], onnx.TensorProto.BOOL)], [vi("y", [1, 3]), vi("r", [1, 3])],
+                      inits)
+
+
+def test_a_tensor_read_inside_a_subgraph_counts_as_read_and_is_not_renamed():
+    edit = GraphEditor(_reads_inside_if(helper.make_node("Identity", ["x"], ["a"], name="id"), "a"))
+    assert sorted(n.name for n in edit.consumers("a")) == ["if", "relu"]
+    assert edit.read_in_subgraph("a") and not edit.read_in_subgraph("x")
+    try:
+        edit.rename_uses("a", "x")
+    except ValueError:
+        pass
+    else:
+        raise AssertionError("renaming a tensor a subgraph reads must fail")
+    edit.remove(edit.producer("y"))
+    assert not edit.read_in_subgraph("a")
+
+
+def test_identity_whose_output_a_subgraph_reads_is_kept():
+    from onnx_lrp.canonize import remove_identities
+    model = _reads_inside_if(helper.make_node("Identity", ["x"], ["a"], name="id"), "a")
+    out = remove_identities(model)
+    assert [n.op_type for n in out.graph.node] == ["Identity", "Relu", "If"]
+    onnx.checker.check_model(out, full_check=True)
+
+
+def test_linear_output_a_subgraph_reads_is_not_fused():
+    from onnx_lrp.canonize import fuse_bias
+    nodes = helper.make_node("Gemm", ["x", "W"], ["a"], name="gemm")
+    model = _reads_inside_if(nodes, "a", {"W": np.eye(3, dtype=np.float32)})
+    model.graph.node[1].CopyFrom(helper.make_node("Add", ["a", "b"], ["r"], name="add"))
+    model.graph.initializer.append(onnx.numpy_helper.from_array(np.ones(3, np.float32), "b"))
+    out = fuse_bias(model)
+    assert [n.op_type for n in out.graph.node] == ["Gemm", "Add", "If"]
+    onnx.checker.check_model(out, full_check=True)
