@@ -91,8 +91,11 @@ def test_lrp0_conserves_on_bias_free_relu_nets(net, size, batch):
         res = explainer.explain(x)
     except onnx_lrp.InvalidInput:
         return  # the drawn layers shrink this input size to nothing
-    total = res.relevance.reshape(batch, -1).sum(axis=1, dtype=np.float64)
-    np.testing.assert_allclose(total, res.target_output, rtol=1e-4, atol=1e-6)
+    flat = res.relevance.reshape(batch, -1).astype(np.float64)
+    # float32 rounding grows with the terms being summed, not with their (possibly tiny) sum: a
+    # logit of 0.004 made of contributions of ±1 is off by ~1e-6 however exact the rules are
+    tolerance = 1e-4 * np.abs(res.target_output) + 1e-6 * np.abs(flat).sum(axis=1)
+    assert np.all(np.abs(flat.sum(axis=1) - res.target_output) <= tolerance)
 
 
 def test_bias_breaks_conservation():
