@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import importlib
+import json
 import pathlib
 
 import pytest
@@ -93,3 +94,12 @@ def test_each_command_reads_the_model_file_once(name, tmp_path, monkeypatch, cap
             "inspect": [str(models / "digits_mlp.onnx")]}[name]
     assert cli.main([name, *args, "--composite", "epsilon_gamma_box", "--low", "0", "--high", "1", "-q"]) == 0
     assert len(loads) == 1, loads
+
+
+def test_evaluate_epsilon_gamma_box_takes_default_bounds_from_the_preprocessing(capsys):
+    models = pathlib.Path(__file__).resolve().parents[1] / "models"
+    args = ["evaluate", str(models / "cifar10_cnn.onnx"), str(models / "samples" / "cat_cifar10.npy"),
+            "--composite", "epsilon_gamma_box", "--methods", "lrp", "--metrics", "region_perturbation",
+            "--steps", "2", "--json"]
+    assert cli.main(args) == 0, capsys.readouterr().err
+    assert json.loads(capsys.readouterr().out)["samples"] == 1
