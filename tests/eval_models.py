@@ -98,3 +98,36 @@ class SmallCNN:
         c2 = np.einsum("nchw,oc->nohw", p1, self.w2[:, :, 0, 0]) + self.b2[None, :, None, None]
         s = p1 + np.tanh(c2)
         return s.reshape(n, -1) @ self.w3 + self.b3
+
+
+def sign_flip_reader(sample_shape, classes: int, seed: int):
+    """logits = w ⊗ Σ_i c_i x_i (Flatten → Mul c → ReduceSum → Gemm (1 → classes)): every class
+    reads the same weighted sum h, so the explanation of any class is c ⊙ x times the sign of its
+    logit. The Gemm is the only layer with weights; re-initialising it gives the target a
+    weight of random sign: the explanation becomes a copy of the original, sign-flipped when the
+    new weight's sign differs (the failure Sixt et al. 2020 describe for z⁺-type LRP)."""
+    rng = np.random.default_rng(seed)
+    f = int(np.prod(sample_shape))
+    inits = {"c": rng.uniform(0.5, 1.5, f), "axes": np.array([1]), "W": rng.uniform(0.5, 1.5, (1, classes)),
+             "b": np.zeros(classes)}
+    nodes = [helper.make_node("Flatten", ["x"], ["flat"], axis=1), helper.make_node("Mul", ["flat", "c"], ["z"]),
+             helper.make_node("ReduceSum", ["z", "axes"], ["h"], keepdims=1),
+             helper.make_node("Gemm", ["h", "W", "b"], ["logits"])]
+    model = _model(nodes, sample_shape, {k: v for k, v in inits.items() if k != "axes"}, classes)
+    model.graph.initializer.append(numpy_helper.from_array(inits["axes"].astype(np.int64), "axes"))
+    return model
+
+
+def orthogonal_mlp(sample_shape, classes: int, seed: int):
+    """Flatten → Gemm (F → F, a random orthogonal matrix Q) → Gemm (F → classes, Gaussian W), no
+    biases: the gradient of class t is Q w_t. Re-initialising W gives Q w'_t with w'_t
+    independent of w_t, and Q keeps them as unrelated as w_t and w'_t: the explanation becomes
+    unrelated to the original."""
+    rng = np.random.default_rng(seed)
+    f = int(np.prod(sample_shape))
+    q, _ = np.linalg.qr(rng.standard_normal((f, f)))
+    inits = {"Q": q, "bq": np.zeros(f), "W": rng.standard_normal((f, classes)), "b": np.zeros(classes)}
+    nodes = [helper.make_node("Flatten", ["x"], ["flat"], axis=1),
+             helper.make_node("Gemm", ["flat", "Q", "bq"], ["h"]),
+             helper.make_node("Gemm", ["h", "W", "b"], ["logits"])]
+    return _model(nodes, sample_shape, inits, classes)

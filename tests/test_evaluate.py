@@ -11,7 +11,7 @@ import onnx
 import pytest
 from PIL import Image
 
-from eval_models import region_reader
+from eval_models import orthogonal_mlp, region_reader, sign_flip_reader
 from onnx_lrp.errors import InvalidInput
 from onnx_lrp.cli import main as cli_main
 from onnx_lrp.evaluation import Gate, MaskFinder, MethodSpec, Settings, evaluate
@@ -124,6 +124,48 @@ def test_model_randomisation_metric(data):
     assert report.value("random", "randomisation_spearman") == pytest.approx(1.0)
     assert report.randomisation["random"]["layers"] and len(report.randomisation["random"]["spearman"]) == 2
     assert report.value("gradient", "randomisation_spearman") < 0.9
+
+
+def test_randomisation_gate_fails_a_sign_flipped_copy_and_passes_an_unrelated_map(tmp_path, capsys):
+    """The done-when of the randomisation check: Spearman of |R| (the default) fails the model
+    whose LRP map becomes a sign-flipped copy, passes the one whose map becomes unrelated; the
+    signed Spearman, averaged over the seeds' flipped (−1) and unflipped (+1) copies, passed it."""
+    rng = np.random.default_rng(0)
+    onnx.save(sign_flip_reader((1, 8, 8), 3, seed=0), tmp_path / "flip.onnx")
+    np.save(tmp_path / "flip.npy", rng.uniform(0.5, 1.5, (2, 1, 8, 8)).astype(np.float32))
+    onnx.save(orthogonal_mlp((1, 16, 16), 3, seed=0), tmp_path / "unrelated.onnx")
+    np.save(tmp_path / "unrelated.npy", np.where(rng.random((2, 1, 16, 16)) < 0.5, -1, 1).astype(np.float32))
+    gate = ["--methods", "lrp", "--composite", "epsilon", "--metrics", "model_randomisation",
+            "--fail-over", "lrp:randomisation_spearman=0.5"]
+
+    def run(name, *extra):
+        code = cli_main(["evaluate", str(tmp_path / f"{name}.onnx"), str(tmp_path / f"{name}.npy"), *gate, *extra])
+        return code, capsys.readouterr().out
+
+    code, out = run("flip", "--out", str(tmp_path / "flip"))
+    assert code == 1 and "FAIL fail-over lrp:randomisation_spearman=0.5 [lrp]: 1.0000" in out
+    assert "1.0000 ± 0.0000" in out and "Spearman of |R|; of signed R: -0.3333 ± 1.1547" in out
+    report = json.loads((tmp_path / "flip" / "report.json").read_text())
+    entry = report["randomisation"]["lrp"]
+    assert entry["similarity"] == "absolute" and entry["seeds"] == [0, 1, 2]
+    assert entry["absolute"]["per_seed"] == pytest.approx([1, 1, 1])
+    assert entry["signed"]["per_seed"] == pytest.approx([-1, 1, -1])
+    assert report["values"]["lrp"]["randomisation_spearman"]["seed_std_from"] == "3 seeds"
+
+    code, out = run("flip", "--randomisation", "signed")
+    assert code == 0 and "PASS fail-over lrp:randomisation_spearman=0.5 [lrp]: -0.3333" in out
+    code, out = run("unrelated")
+    assert code == 0 and "PASS fail-over lrp:randomisation_spearman=0.5" in out
+    assert cli_main(["evaluate", str(tmp_path / "flip.onnx"), str(tmp_path / "flip.npy"), "--randomisation",
+                     "abs"]) == 2
+
+
+def test_faithfulness_correlation_carries_its_spread_over_seeds(data, capsys):
+    assert run_cli(data, "centre.onnx", "--methods", "lrp", "random", "--metrics", "faithfulness_correlation") == 0
+    out = capsys.readouterr().out
+    assert "faithfulness_correlation: ± std over seeds (bootstrap over the subsets)" in out
+    row = next(line for line in out.splitlines() if line.startswith("random"))
+    assert "±" in row
 
 
 # --- inputs and masks ------------------------------------------------------------------------

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import onnx_lrp
-from eval_models import linear, region_reader, relu_mlp
+from eval_models import linear, orthogonal_mlp, region_reader, relu_mlp, sign_flip_reader
 from onnx_lrp.evaluation import metrics as M
 from onnx_lrp.attribution import attribute
 from onnx_lrp.errors import InvalidInput
@@ -100,6 +100,31 @@ def test_faithfulness_correlation_of_exact_linear_attributions():
         != pytest.approx(1.0)
 
 
+def test_subsets_drawn_once_serve_every_explanation_and_bootstrap_their_spread():
+    """The drops do not depend on the explanation: reusing them gives what a fresh draw with the
+    same seed gives. The bootstrap over one draw's subsets estimates the spread of the value over
+    draws: 2000 subsets split into 40 independent draws of 50 give the spread it must match."""
+    rng = np.random.default_rng(4)
+    w = rng.standard_normal((1 * 8 * 8, 2)).astype(np.float32)
+    exp = onnx_lrp.Explainer(linear(w, [0.0, 0.0], (1, 8, 8)))
+    x = rng.standard_normal((2, 1, 8, 8)).astype(np.float32)
+    exact = x * w[:, 0].reshape(1, 8, 8)
+    noisy = exact + 2 * exact.std() * rng.standard_normal(x.shape).astype(np.float32)
+    options = dict(patch=1, subset=8, baseline=0.0, seed=3)
+    drops = M.subset_drops(exp, x, 0, runs=2000, **options)
+    assert drops.inside.shape == (2, 2000, 64) and (drops.inside.sum(axis=2) == 8).all()
+    np.testing.assert_allclose(M.faithfulness_correlation(exp, x, noisy, 0, drops=drops),
+                               M.faithfulness_correlation(exp, x, noisy, 0, runs=2000, **options))
+    draws = [M.SubsetDrops(drops.labels, drops.inside[:, k:k + 50], drops.drops[:, k:k + 50])
+             for k in range(0, 2000, 50)]
+    values = np.array([M.faithfulness_correlation(exp, x, noisy, 0, drops=d) for d in draws])
+    assert 0.2 < values.mean() < 0.8
+    bootstrap = np.array([M.faithfulness_spread(noisy, d) for d in draws])
+    np.testing.assert_allclose(bootstrap.mean(axis=0), values.std(axis=0, ddof=1), rtol=0.3)
+    with pytest.raises(InvalidInput, match="do not match the subsets"):
+        M.faithfulness_correlation(exp, x[:1], noisy[:1], 0, drops=drops)
+
+
 def test_faithfulness_correlation_is_nan_for_a_constant_attribution_sum(region_exp):
     fc = M.faithfulness_correlation(region_exp, ones(), np.ones((1, 2, H, W), np.float32), 0, patch=2,
                                     subset=4, runs=8, baseline=0.0)
@@ -185,6 +210,47 @@ def test_constant_explanations_are_left_out_not_counted_as_zero(mlp_exp):
     res = M.model_randomisation(mlp_exp, x, 0, zeros, layers=2)
     assert np.isnan(res.correlation).all() and np.isnan(res.mean) and np.isnan(res.per_layer).all()
     assert any("constant" in note for note in res.notes)
+
+
+SIGN_SHAPE = (1, 8, 8)
+
+
+def test_a_sign_flipped_copy_fails_the_randomisation_check():
+    """Re-initialising the only dense layer gives the target a weight of random sign: LRP's map is
+    the original times ±1. Spearman of |R| sees the copy (1 > 0.5: fails); the signed Spearman
+    scores the flipped copies −1 and would pass them as "unrelated"."""
+    exp = onnx_lrp.Explainer(sign_flip_reader(SIGN_SHAPE, 3, seed=0), composite="epsilon")
+    x = np.random.default_rng(1).uniform(0.5, 1.5, (2,) + SIGN_SHAPE).astype(np.float32)
+    results = [M.model_randomisation(exp, x, None, "lrp", seed=seed) for seed in range(4)]
+    signs = [round(float(r.signed.mean()), 6) for r in results]
+    assert sorted(set(signs)) == [-1.0, 1.0], "both a flipped and an unflipped copy occur"
+    for r in results:
+        assert r.similarity == "absolute" and r.layers == [name for name, _ in M.randomisable_layers(exp, SIGN_SHAPE)]
+        np.testing.assert_allclose(r.absolute, 1.0)
+        np.testing.assert_allclose(np.abs(r.signed), 1.0)
+        assert r.mean > 0.5
+    flipped = results[signs.index(-1.0)]
+    signed = M.RandomisationResult(flipped.layers, flipped.absolute, flipped.signed, "signed")
+    assert signed.mean == pytest.approx(-1.0)
+
+
+def test_an_explanation_unrelated_after_randomisation_passes():
+    """Q orthogonal: once W is re-initialised the target's gradient Q w'_t is as unrelated to Q w_t
+    as w'_t to w_t; ±1 inputs give every feature the same |x|, so |R| shares nothing either.
+    Over 256 positions an unrelated map's Spearman has standard deviation 1/16."""
+    shape = (1, 16, 16)
+    exp = onnx_lrp.Explainer(orthogonal_mlp(shape, 3, seed=0), composite="epsilon")
+    x = np.where(np.random.default_rng(2).random((2,) + shape) < 0.5, -1.0, 1.0).astype(np.float32)
+    r = M.model_randomisation(exp, x, None, "lrp", seed=0)
+    assert r.correlation.shape == (2, 2)
+    assert np.abs(r.absolute).max() < 0.25 and np.abs(r.signed).max() < 0.25
+    assert abs(r.mean) < 0.15
+
+
+def test_unknown_similarity_is_refused(mlp_exp):
+    x = np.zeros((1, 4, 8, 8), np.float32)
+    with pytest.raises(InvalidInput, match="'absolute'"):
+        M.model_randomisation(mlp_exp, x, 0, "gradient", similarity="abs")
 
 
 def test_rankdata_and_spearman():

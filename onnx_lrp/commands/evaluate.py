@@ -59,7 +59,7 @@ def add_arguments(parser) -> None:
     measure.add_argument("--baseline", default="mean", type=parse_literal,
                          help="value of removed features: a number or 'mean' (default)")
     measure.add_argument("--faithfulness-runs", type=options.positive_int, default=Settings.faithfulness_runs,
-                         metavar="N", help="random patch subsets per sample (default 32)")
+                         metavar="N", help=f"random patch subsets per sample (default {Settings.faithfulness_runs})")
     measure.add_argument("--faithfulness-subset", type=float, default=Settings.faithfulness_subset, metavar="F",
                          help="share of the patches in each subset (default 0.1)")
     measure.add_argument("--randomisation-layers", type=options.positive_int, default=Settings.randomisation_layers,
@@ -67,6 +67,9 @@ def add_arguments(parser) -> None:
     measure.add_argument("--randomisation-samples", type=options.positive_int,
                          default=Settings.randomisation_samples, metavar="N",
                          help="samples (the first ones) the randomisation check explains (default 4)")
+    measure.add_argument("--randomisation", choices=("absolute", "signed"), default=Settings.randomisation,
+                         help="randomisation similarity reported and gated: Spearman of |R| (default; a sign-flipped "
+                              "copy counts as similar) or of signed R")
     measure.add_argument("--pointing-tolerance", type=float, default=0.0, metavar="PX",
                          help="pointing game: a hit within this distance of the mask counts (default 0)")
     measure.add_argument("--batch-size", type=options.positive_int, default=Settings.batch_size,
@@ -129,6 +132,7 @@ def _settings(args) -> Settings:
     return Settings(patch=args.patch, steps=args.steps, fraction=args.fraction, baseline=args.baseline,
                     faithfulness_runs=args.faithfulness_runs, faithfulness_subset=args.faithfulness_subset,
                     randomisation_layers=args.randomisation_layers, randomisation_samples=args.randomisation_samples,
+                    randomisation=args.randomisation,
                     pointing_tolerance=args.pointing_tolerance, batch_size=args.batch_size, seed=args.seed)
 
 

@@ -8,9 +8,9 @@ line is :mod:`onnx_lrp.commands.evaluate`.
 from .dataset import MASK_SUFFIXES, Item, MaskFinder, iter_items, load_mask
 from .report import GateResult, Report
 from .run import evaluate
-from .settings import (DEFAULT_METHODS, DEFAULT_METRICS, LOCALISATION, LOWER_IS_BETTER, METRIC_GROUPS, Gate,
-                       MethodSpec, Settings)
+from .settings import (DEFAULT_METHODS, DEFAULT_METRICS, LOCALISATION, LOWER_IS_BETTER, METRIC_GROUPS,
+                       RANDOM_DEPENDENT, Gate, MethodSpec, Settings)
 
 __all__ = ["DEFAULT_METHODS", "DEFAULT_METRICS", "LOCALISATION", "LOWER_IS_BETTER", "MASK_SUFFIXES", "METRIC_GROUPS",
-           "Gate", "GateResult", "Item", "MaskFinder", "MethodSpec", "Report", "Settings", "evaluate", "iter_items",
-           "load_mask"]
+           "RANDOM_DEPENDENT", "Gate", "GateResult", "Item", "MaskFinder", "MethodSpec", "Report", "Settings",
+           "evaluate", "iter_items", "load_mask"]

@@ -5,9 +5,10 @@ Faithfulness (needs the model):
 
 - :func:`region_perturbation` / :func:`perturbation_curves` — MoRF and LeRF curves, AOPC and
   the area between the two curves (Samek et al. 2017);
-- :func:`faithfulness_correlation` (Bhatt et al. 2020);
+- :func:`faithfulness_correlation` (Bhatt et al. 2020), its subsets drawn once by
+  :func:`subset_drops` and its spread over seeds estimated by :func:`faithfulness_spread`;
 - :func:`model_randomisation` — the cascading parameter-randomisation sanity check
-  (Adebayo et al. 2018).
+  (Adebayo et al. 2018), on absolute maps by default.
 
 Localisation (needs a ground-truth mask):
 
@@ -223,9 +224,68 @@ def _perturbed_scores(a: Attributor, x, fill, target, labels, ranking, counts, b
 
 # --- faithfulness correlation -------------------------------------------------------------
 
+#: random subsets per sample
+FAITHFULNESS_RUNS = 32
+
+
+@dataclass
+class SubsetDrops:
+    """Random patch subsets and the drop of the target output when each is removed. The drops do
+    not depend on the explanation, so one draw serves every method compared on the same samples.
+
+    Attributes
+    ----------
+    labels : patch id of every map position (see :func:`patch_grid`)
+    inside : (N, runs, n_patches) bool, the patches of each subset
+    drops : (N, runs) f(x) − f(x with the subset set to the baseline)
+    """
+
+    labels: np.ndarray
+    inside: np.ndarray
+    drops: np.ndarray
+
+    def attributed(self, relevance, channel_axis=AUTO) -> np.ndarray:
+        """Σ_{i∈S} R_i for every subset S, (N, runs)."""
+        maps = relevance_map(relevance, channel_axis)
+        if maps.shape[0] != self.inside.shape[0] or maps.shape[1:] != self.labels.shape:
+            raise InvalidInput(f"relevance maps of shape {maps.shape} do not match the subsets drawn for "
+                               f"{self.inside.shape[0]} samples with maps {self.labels.shape}")
+        scores = patch_relevance(maps, self.labels, self.inside.shape[2])
+        return np.einsum("nrp,np->nr", self.inside, scores)
+
+
+def subset_drops(model, x, target=None, *, patch=8, subset: int | float = 0.1, runs: int = FAITHFULNESS_RUNS,
+                 baseline="mean", batch_size: int | None = None, seed: int = 0, channel_axis=AUTO) -> SubsetDrops:
+    """Draw ``runs`` random subsets of ``subset`` patches per sample (that share of them when a
+    float < 1) and measure the drop of the target output when each is removed; see
+    :func:`faithfulness_correlation`."""
+    a = attributor(model)
+    x = a.check(x)
+    target = a.targets(x, target, batch_size)
+    labels, n_patches = patch_grid(_spatial_shape(x.shape, channel_axis), patch)
+    size = int(round(subset * n_patches)) if isinstance(subset, float) and subset < 1 else int(subset)
+    if not 1 <= size <= n_patches or runs < 2:
+        raise InvalidInput(f"subset must select between 1 and {n_patches} patches and runs must be ≥ 2; got "
+                           f"subset={subset!r} ({size} patches), runs={runs!r}")
+    fill = _fill_values(x, baseline)
+    reference = a.scores(x, target, batch_size)
+    rng = np.random.default_rng(seed)
+    step = a.chunk(batch_size)
+    inside = np.zeros((len(x), runs, n_patches), bool)
+    drops = np.empty((len(x), runs), np.float64)
+    for i in range(len(x)):
+        chosen = np.stack([rng.choice(n_patches, size, replace=False) for _ in range(runs)])
+        inside[i, np.arange(runs)[:, None], chosen] = True
+        for start in range(0, runs, step):
+            removed = _expand_map(inside[i, start:start + step][:, labels], x.ndim, channel_axis)
+            batch = np.where(removed, fill[i:i + 1], x[i:i + 1]).astype(np.float32)
+            drops[i, start:start + len(batch)] = reference[i] - a.scores(batch, np.full(len(batch), target[i]), step)
+    return SubsetDrops(labels, inside, drops)
+
+
 def faithfulness_correlation(model, x, relevance, target=None, *, patch=8, subset: int | float = 0.1,
-                             runs: int = 32, baseline="mean", batch_size: int | None = None, seed: int = 0,
-                             channel_axis=AUTO) -> np.ndarray:
+                             runs: int = FAITHFULNESS_RUNS, baseline="mean", batch_size: int | None = None,
+                             seed: int = 0, channel_axis=AUTO, drops: SubsetDrops | None = None) -> np.ndarray:
     """Faithfulness correlation (Bhatt, Weller, Moura 2020, "Evaluating and aggregating
     feature-based model explanations", IJCAI).
 
@@ -234,33 +294,45 @@ def faithfulness_correlation(model, x, relevance, target=None, *, patch=8, subse
     the drop of the target output when S is removed, f(x) − f(x_{S←baseline}). One value per
     sample in [−1, 1]; NaN when either side is constant over the runs (no ranking to correlate).
     An exact linear attribution of a linear model (R = w ⊙ (x − baseline)) scores 1.
+
+    The value depends on the subsets drawn: :func:`faithfulness_spread` estimates how far it
+    would move with another seed. ``drops`` (from :func:`subset_drops`) reuses subsets already
+    measured (then the subset options are theirs and only ``relevance`` is read).
     """
-    a = attributor(model)
-    x, relevance, target = _prepare(a, x, relevance, target, batch_size)
-    maps = relevance_map(relevance, channel_axis)
-    labels, n_patches = patch_grid(maps.shape[1:], patch)
-    size = int(round(subset * n_patches)) if isinstance(subset, float) and subset < 1 else int(subset)
-    if not 1 <= size <= n_patches or runs < 2:
-        raise InvalidInput(f"subset must select between 1 and {n_patches} patches and runs must be ≥ 2; got "
-                           f"subset={subset!r} ({size} patches), runs={runs!r}")
-    scores = patch_relevance(maps, labels, n_patches)
-    fill = _fill_values(x, baseline)
-    reference = a.scores(x, target, batch_size)
-    rng = np.random.default_rng(seed)
-    step = a.chunk(batch_size)
-    result = np.empty(len(x), np.float64)
-    for i in range(len(x)):
-        chosen = np.stack([rng.choice(n_patches, size, replace=False) for _ in range(runs)])
-        inside = np.zeros((runs, n_patches), bool)
-        inside[np.arange(runs)[:, None], chosen] = True
-        attributed = (inside * scores[i]).sum(axis=1)
-        drops = np.empty(runs)
-        for start in range(0, runs, step):
-            removed = _expand_map(inside[start:start + step][:, labels], x.ndim, channel_axis)
-            batch = np.where(removed, fill[i:i + 1], x[i:i + 1]).astype(np.float32)
-            drops[start:start + len(batch)] = reference[i] - a.scores(batch, np.full(len(batch), target[i]), step)
-        result[i] = _pearson(attributed, drops)
-    return result
+    if drops is None:
+        a = attributor(model)
+        x, relevance, target = _prepare(a, x, relevance, target, batch_size)
+        drops = subset_drops(a, x, target, patch=patch, subset=subset, runs=runs, baseline=baseline,
+                             batch_size=batch_size, seed=seed, channel_axis=channel_axis)
+    attributed = drops.attributed(relevance, channel_axis)
+    return np.array([_pearson(s, d) for s, d in zip(attributed, drops.drops)])
+
+
+def faithfulness_spread(relevance, drops: SubsetDrops, *, resamples: int = 1000, seed: int = 0,
+                        channel_axis=AUTO) -> np.ndarray:
+    """Bootstrap estimate of the standard deviation of each sample's faithfulness correlation over
+    draws of its subsets (Efron & Tibshirani 1993): the subsets are resampled with replacement
+    ``resamples`` times and the correlation recomputed; no model evaluation. NaN where the
+    correlation is undefined."""
+    attributed = drops.attributed(relevance, channel_axis)
+    runs = attributed.shape[1]
+    pick = np.random.default_rng(seed).integers(0, runs, (resamples, runs))
+    out = np.full(len(attributed), np.nan)
+    for i, (s, d) in enumerate(zip(attributed, drops.drops)):
+        if np.isnan(_pearson(s, d)):
+            continue
+        values = _pearson_rows(s[pick], d[pick])
+        values = values[np.isfinite(values)]
+        out[i] = values.std(ddof=1) if len(values) > 1 else np.nan
+    return out
+
+
+def _pearson_rows(a, b) -> np.ndarray:
+    """Pearson correlation of each row pair; NaN for a constant row."""
+    da, db = a - a.mean(axis=1, keepdims=True), b - b.mean(axis=1, keepdims=True)
+    na, nb = np.sqrt((da * da).sum(axis=1)), np.sqrt((db * db).sum(axis=1))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where((na > 0) & (nb > 0), (da * db).sum(axis=1) / (na * nb), np.nan)
 
 
 def _pearson(a, b) -> float:
@@ -318,6 +390,10 @@ def pointing_game(relevance, mask, *, tolerance: float = 0.0, channel_axis=AUTO)
 
 # --- model randomisation --------------------------------------------------------------------
 
+#: how :class:`RandomisationResult` measures similarity (see :func:`model_randomisation`)
+SIMILARITIES = ("absolute", "signed")
+
+
 @dataclass
 class RandomisationResult:
     """Spearman rank correlation between the explanation of the trained model and of the model
@@ -326,12 +402,24 @@ class RandomisationResult:
     Attributes
     ----------
     layers : node names, output side first; entry k is the deepest layer randomised at step k
-    correlation : (len(layers), N)
+    absolute : (len(layers), N) Spearman correlation of the absolute maps |R|
+    signed : (len(layers), N) Spearman correlation of the signed maps
+    similarity : which of the two :attr:`correlation`, :attr:`per_layer` and :attr:`mean` read
     """
 
     layers: list[str]
-    correlation: np.ndarray
+    absolute: np.ndarray
+    signed: np.ndarray
+    similarity: str = "absolute"
     notes: list[str] = field(default_factory=list)
+
+    def __post_init__(self):
+        _check_similarity(self.similarity)
+
+    @property
+    def correlation(self) -> np.ndarray:
+        """(len(layers), N) correlations of the chosen :attr:`similarity`."""
+        return self.absolute if self.similarity == "absolute" else self.signed
 
     @property
     def per_layer(self) -> np.ndarray:
@@ -347,6 +435,12 @@ class RandomisationResult:
         depends on the parameters, 1 for one that ignores them."""
         valid = self.correlation[np.isfinite(self.correlation)]
         return float(valid.mean()) if valid.size else float("nan")
+
+
+def _check_similarity(similarity: str) -> None:
+    if similarity not in SIMILARITIES:
+        raise InvalidInput(f"randomisation similarity {similarity!r} is not known; choose 'absolute' (Spearman of "
+                           "|R|, the default) or 'signed'")
 
 
 def randomisable_layers(model, sample_shape) -> list[tuple[str, list[str]]]:
@@ -370,7 +464,7 @@ def randomisable_layers(model, sample_shape) -> list[tuple[str, list[str]]]:
 
 
 def model_randomisation(model, x, target=None, method="gradient", *, layers=None, seed: int = 0,
-                        absolute: bool = False, batch_size: int | None = None, channel_axis=AUTO,
+                        similarity: str = "absolute", batch_size: int | None = None, channel_axis=AUTO,
                         method_options: dict | None = None) -> RandomisationResult:
     """Cascading model-parameter randomisation (Adebayo, Gilmer, Muelly, Goodfellow, Hardt, Kim
     2018, "Sanity checks for saliency maps", NeurIPS).
@@ -385,12 +479,19 @@ def model_randomisation(model, x, target=None, method="gradient", *, layers=None
     randomised output layer cuts the target off) has no ranking: its correlation is NaN, left
     out of :attr:`RandomisationResult.mean` and counted in the notes.
 
+    Similarity is measured on the absolute maps |R| by default (Adebayo et al.'s absolute-value
+    variant and Quantus' default): an explanation that keeps its shape but takes the sign of the
+    randomised target output — a sign-flipped copy, which z⁺-type LRP rules produce (Sixt, Granz,
+    Landgraf 2020, "When explanations lie", ICML) — scores near +1 as the copy it is, where the
+    signed correlation would score near −1 and pass for "dissimilar" (averaged over samples whose
+    signs differ, even ≈ 0). Both are always computed; ``similarity`` picks which one
+    :attr:`RandomisationResult.correlation` and its means read.
+
     Parameters
     ----------
     layers : None (every layer), int k (k steps spread evenly along the cascade, the last one
         with every layer randomised) or list of node names to report after.
-    absolute : bool
-        Rank |map| instead of the signed map (Adebayo et al. report both).
+    similarity : ``"absolute"`` (Spearman of |map|, the default) or ``"signed"``.
     seed : int
         Seeds the re-initialisation (a method's own seed goes in ``method_options``).
     method, method_options : as :func:`onnx_lrp.attribution.attribute` (``method_options`` are its
@@ -415,12 +516,13 @@ def model_randomisation(model, x, target=None, method="gradient", *, layers=None
                            "randomise")
     checkpoints = _checkpoints(cascade, layers)
     resolve_method(method)
+    _check_similarity(similarity)
     method_options = dict(method_options or {})
-    original = _ranked_map(attribute(a, x, target, method, batch_size, **method_options), absolute, channel_axis)
+    original = _ranked_maps(attribute(a, x, target, method, batch_size, **method_options), channel_axis)
     rng = np.random.default_rng(seed)
     proto = materialize(explainer.model)  # ordinary tensors: the copy is edited, not the original weights
     inits = {t.name: t for t in proto.graph.initializer}
-    correlations, names = [], []
+    correlations, names = {kind: [] for kind in SIMILARITIES}, []
     for k, (node_name, params) in enumerate(cascade):
         for name in params:
             old = numpy_helper.to_array(inits[name])
@@ -430,17 +532,17 @@ def model_randomisation(model, x, target=None, method="gradient", *, layers=None
             continue
         randomised = Explainer(proto, composite=explainer.composite, providers=explainer.providers,
                                output=explainer.output_name, input_name=explainer.input_name)
-        maps = _ranked_map(attribute(randomised, x, target, method, batch_size, **method_options), absolute,
-                           channel_axis)
-        correlations.append([_pearson(o, r) for o, r in zip(original, maps)])
+        maps = _ranked_maps(attribute(randomised, x, target, method, batch_size, **method_options), channel_axis)
+        for kind in SIMILARITIES:
+            correlations[kind].append([_pearson(o, r) for o, r in zip(original[kind], maps[kind])])
         names.append(node_name)
-    corr = np.array(correlations, np.float64)
+    corr = {kind: np.array(values, np.float64) for kind, values in correlations.items()}
     notes = [f"{len(cascade)} layers in the cascade, output first"]
-    constant = int(np.isnan(corr).sum())
+    constant = int(np.isnan(corr[similarity]).sum())
     if constant:
-        notes.append(f"{constant} of {corr.size} explanations of a randomised model were constant (e.g. the "
-                     "target output is cut off by a ReLU): no ranking, left out as NaN")
-    return RandomisationResult(names, corr, notes)
+        notes.append(f"{constant} of {corr[similarity].size} explanations of a randomised model were constant (e.g. "
+                     "the target output is cut off by a ReLU): no ranking, left out as NaN")
+    return RandomisationResult(names, corr["absolute"], corr["signed"], similarity, notes)
 
 
 def _checkpoints(cascade, layers) -> set[int]:
@@ -458,13 +560,12 @@ def _checkpoints(cascade, layers) -> set[int]:
     return {names.index(name) for name in layers}
 
 
-def _ranked_map(relevance, absolute: bool, channel_axis) -> np.ndarray:
-    """Per-sample ranks of the flattened map (average ranks for ties), float64 (N, F): Pearson on
-    these is Spearman's rank correlation."""
+def _ranked_maps(relevance, channel_axis) -> dict[str, np.ndarray]:
+    """Per-sample ranks of the flattened map and of its absolute value (average ranks for ties),
+    float64 (N, F) each: Pearson on these is Spearman's rank correlation."""
     maps = relevance_map(relevance, channel_axis).reshape(len(relevance), -1)
-    if absolute:
-        maps = np.abs(maps)
-    return np.stack([rankdata(m) for m in maps])
+    return {"absolute": np.stack([rankdata(np.abs(m)) for m in maps]),
+            "signed": np.stack([rankdata(m) for m in maps])}
 
 
 def rankdata(values) -> np.ndarray:

@@ -12,7 +12,7 @@ import numpy as np
 
 from ..errors import InvalidInput, OutputError
 from ..files import write_text
-from .settings import METRIC_GROUPS, Gate
+from .settings import METRIC_GROUPS, RANDOM_DEPENDENT, Gate
 
 @dataclass
 class GateResult:
@@ -29,9 +29,12 @@ class Report:
 
     Attributes
     ----------
-    values : method -> metric -> {"mean", "std", "n"}
+    values : method -> metric -> {"mean", "std", "n"}: mean and standard deviation over the
+        samples; the random-dependent columns (:data:`RANDOM_DEPENDENT`) add ``seed_std``, the
+        standard deviation of the value over seeds, and ``seed_std_from``, how it was found
     curves : method -> {"fraction", "morf", "lerf"} mean perturbation curves
-    randomisation : method -> {"layers", "spearman"} per cascade step
+    randomisation : method -> {"layers", "similarity", "spearman" (the gated similarity per
+        cascade step), "absolute" and "signed": {"per_layer", "mean", "seed_std", "per_seed"}, ...}
     gates : results of :meth:`check`
     examples : the first samples with every method's relevance map (``Settings.examples``); not
         in the JSON
@@ -59,6 +62,12 @@ class Report:
     def value(self, method: str, metric: str) -> float:
         entry = self.values.get(method, {}).get(metric)
         return float("nan") if entry is None else entry["mean"]
+
+    def seed_std(self, method: str, metric: str) -> float:
+        """Standard deviation over seeds of a random-dependent value (NaN for the others)."""
+        entry = self.values.get(method, {}).get(metric) or {}
+        value = entry.get("seed_std")
+        return float("nan") if value is None else float(value)
 
     @property
     def columns(self) -> list[str]:
@@ -89,22 +98,46 @@ class Report:
 
     # --- renderings -------------------------------------------------------------------------
     def table(self) -> str:
+        """One row per method; random-dependent values as ``mean ± std over seeds``."""
         cols = self.columns
+        cells = {m: [self._cell(m, c) for c in cols] for m in self.methods}
+        widths = [max([len(c), 9] + [len(cells[m][k]) for m in self.methods]) + 2 for k, c in enumerate(cols)]
         width = max([len("method")] + [len(m) for m in self.methods]) + 2
-        head = "method".ljust(width) + "".join(c.rjust(max(len(c), 9) + 2) for c in cols)
+        head = "method".ljust(width) + "".join(c.rjust(w) for c, w in zip(cols, widths))
         lines = [head, "-" * len(head)]
         for method in self.methods:
-            row = method.ljust(width)
-            for c in cols:
-                v = self.value(method, c)
-                row += (f"{v:.4f}" if math.isfinite(v) else "-").rjust(max(len(c), 9) + 2)
-            lines.append(row)
+            lines.append(method.ljust(width) + "".join(v.rjust(w) for v, w in zip(cells[method], widths)))
         lines.append(f"{self.samples} samples ({self.samples_with_mask} with a mask); {self.model}; "
                      f"{self.seconds:.1f} s")
+        lines += self._spread_legend(cols)
         for g in self.gates:
             value = "missing" if g.value is None else f"{g.value:.4f}"
             lines.append(f"{'PASS' if g.passed else 'FAIL'} {g.gate} [{g.method}]: {value}")
         return "\n".join(lines)
+
+    def _cell(self, method: str, column: str) -> str:
+        v = self.value(method, column)
+        if not math.isfinite(v):
+            return "-"
+        s = self.seed_std(method, column)
+        return f"{v:.4f} ± {s:.4f}" if column in RANDOM_DEPENDENT and math.isfinite(s) else f"{v:.4f}"
+
+    def _spread_legend(self, cols) -> list[str]:
+        """What ± means, and the randomisation similarity not gated."""
+        lines = []
+        for column in (c for c in cols if c in RANDOM_DEPENDENT):
+            how = next((e.get("seed_std_from") for e in (self.values.get(m, {}).get(column) for m in self.methods)
+                        if e and e.get("seed_std_from")), None)
+            if how:
+                lines.append(f"{column}: ± std over seeds ({how})")
+        for method, entry in self.randomisation.items():
+            other = next(k for k in ("absolute", "signed") if k != entry["similarity"])
+            o = entry[other]
+            value = f"{o['mean']:.4f}" if math.isfinite(o["mean"]) else "-"
+            spread = f" ± {o['seed_std']:.4f}" if math.isfinite(o["seed_std"]) else ""
+            lines.append(f"randomisation_spearman [{method}]: Spearman of {_SIMILARITY[entry['similarity']]}; of "
+                         f"{_SIMILARITY[other]}: {value}{spread}")
+        return lines
 
     def to_dict(self) -> dict:
         doc = {k: getattr(self, k) for k in self.__dataclass_fields__ if k not in _NOT_IN_JSON}
@@ -136,7 +169,9 @@ class Report:
                         ET.SubElement(case, "failure", message=f"{g.gate}: {method} {column} = {_fmt(value)}",
                                       type="GateFailed").text = (f"{method} {column} = {_fmt(value)} does not pass "
                                                                  f"{g.gate}")
-                ET.SubElement(case, "system-out").text = f"{column} = {_fmt(value)}"
+                spread = self.seed_std(method, column)
+                ET.SubElement(case, "system-out").text = f"{column} = {_fmt(value)}" + (
+                    f" ± {_fmt(spread)} (std over seeds)" if math.isfinite(spread) else "")
         ET.indent(suites)
         return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(suites, encoding="unicode") + "\n"
 
@@ -172,6 +207,7 @@ class Report:
 
 
 _NOT_IN_JSON = ("gates", "examples", "preprocess")
+_SIMILARITY = {"absolute": "|R|", "signed": "signed R"}
 
 
 def _fmt(value: float) -> str:

@@ -10,7 +10,7 @@ from . import metrics as M
 from ..attribution import attribute, attributor
 from ..errors import InvalidInput
 from ..explainer import Explainer
-from .accumulate import MeanCurves, RunningMean
+from .accumulate import MeanCurves, OverSeeds, RunningMean
 from .examples import Examples
 from .dataset import Item, batches, input_files, iter_items, mask_source
 from .report import Report
@@ -44,7 +44,7 @@ def evaluate(model, inputs, *, masks=None, methods=DEFAULT_METHODS, metrics=DEFA
     mask_of = mask_source(masks, input_files(inputs))
     report = Report(str(explainer.label), methods={s.label: {"method": s.name, "options": s.options} for s in specs},
                     metrics=groups, settings=asdict(settings))
-    running = {s.label: {c: RunningMean() for g in groups for c in METRIC_GROUPS[g]} for s in specs}
+    running = {s.label: _accumulators(groups) for s in specs}
     curves = {s.label: MeanCurves() for s in specs}
     randomisation_pool: list[Item] = []
     bar = _progress(total, progress)
@@ -56,11 +56,12 @@ def evaluate(model, inputs, *, masks=None, methods=DEFAULT_METHODS, metrics=DEFA
             targets = a.targets(x, target, settings.ort_batch)
             found = [mask_of(it, spatial, report.samples + i) for i, it in enumerate(batch)]
             examples.start_batch(batch, x, targets, found)
+            drops = _subset_drops(a, x, targets, groups, settings, patch, channel_axis)
             for spec in specs:
                 relevance = attribute(a, x, targets, spec.name, settings.ort_batch, **spec.resolved(settings, patch))
                 examples.add(spec.label, relevance, channel_axis)
                 _measure(a, x, relevance, targets, found, groups, settings, patch, channel_axis,
-                         running[spec.label], curves[spec.label])
+                         running[spec.label], curves[spec.label], drops)
             report.samples += len(batch)
             report.samples_with_mask += sum(m is not None for m in found)
             if "model_randomisation" in groups and len(randomisation_pool) < settings.randomisation_samples:
@@ -98,7 +99,27 @@ def _summarise(report: Report, running, curves, groups) -> None:
         report.notes.append("no sample had a mask: relevance mass accuracy and pointing game are not reported")
 
 
-def _measure(a, x, relevance, targets, masks, groups, settings: Settings, patch, channel_axis, out, curves):
+def _accumulators(groups) -> dict:
+    """One running mean per report column; the random-dependent ones also track their spread."""
+    out = {c: RunningMean() for g in groups for c in METRIC_GROUPS[g]}
+    if "faithfulness_correlation" in out:
+        out["faithfulness_correlation"] = RunningMean("bootstrap over the subsets")
+    if "randomisation_spearman" in out:
+        out["randomisation_spearman"] = OverSeeds()
+    return out
+
+
+def _subset_drops(a, x, targets, groups, settings: Settings, patch, channel_axis):
+    """Faithfulness-correlation subsets, measured once per batch for every method (the drops do
+    not depend on the explanation)."""
+    if "faithfulness_correlation" not in groups:
+        return None
+    return M.subset_drops(a, x, targets, patch=patch, subset=settings.faithfulness_subset,
+                          runs=settings.faithfulness_runs, baseline=settings.baseline, batch_size=settings.ort_batch,
+                          seed=settings.seed, channel_axis=channel_axis)
+
+
+def _measure(a, x, relevance, targets, masks, groups, settings: Settings, patch, channel_axis, out, curves, drops):
     ort = settings.ort_batch
     if "region_perturbation" in groups:
         c = M.perturbation_curves(a, x, relevance, targets, patch=patch, steps=settings.steps,
@@ -108,11 +129,10 @@ def _measure(a, x, relevance, targets, masks, groups, settings: Settings, patch,
         out["aopc_lerf"].add(c.aopc_lerf)
         out["morf_lerf_area"].add(c.area_between)
         curves.add(c)
-    if "faithfulness_correlation" in groups:
-        out["faithfulness_correlation"].add(M.faithfulness_correlation(
-            a, x, relevance, targets, patch=patch, subset=settings.faithfulness_subset,
-            runs=settings.faithfulness_runs, baseline=settings.baseline, batch_size=ort, seed=settings.seed,
-            channel_axis=channel_axis))
+    if drops is not None:
+        out["faithfulness_correlation"].add(
+            M.faithfulness_correlation(a, x, relevance, targets, drops=drops, channel_axis=channel_axis),
+            seed_std=M.faithfulness_spread(relevance, drops, seed=settings.seed, channel_axis=channel_axis))
     have = [i for i, m in enumerate(masks) if m is not None]
     if have and any(g in groups for g in LOCALISATION):
         r, mask = relevance[have], np.stack([masks[i] for i in have])
@@ -123,16 +143,48 @@ def _measure(a, x, relevance, targets, masks, groups, settings: Settings, patch,
                                                      channel_axis=channel_axis).astype(np.float64))
 
 
-def _randomisation(a, pool, target, specs, settings, channel_axis, running, report):
+def _randomisation(a, pool, target, specs, settings: Settings, channel_axis, running, report):
+    """The cascade for every method, once per re-initialisation seed; the column reads the chosen
+    similarity, the report's ``randomisation`` section both."""
     x, _, patch = _stacked(pool, settings, channel_axis)
+    seeds = [settings.seed + k for k in range(settings.randomisation_seeds)]
     for spec in specs:
-        result = M.model_randomisation(a, x, target, spec.name, layers=settings.randomisation_layers,
-                                       seed=settings.seed, batch_size=settings.ort_batch, channel_axis=channel_axis,
-                                       method_options=spec.resolved(settings, patch))
-        running[spec.label]["randomisation_spearman"].add(result.correlation)
-        report.randomisation[spec.label] = {"layers": result.layers, "spearman": result.per_layer,
-                                            "samples": len(x), "notes": result.notes}
-        report.notes += [f"model_randomisation, {spec.label}: {n}" for n in result.notes[1:]]
+        results = [M.model_randomisation(a, x, target, spec.name, layers=settings.randomisation_layers, seed=seed,
+                                         similarity=settings.randomisation, batch_size=settings.ort_batch,
+                                         channel_axis=channel_axis, method_options=spec.resolved(settings, patch))
+                   for seed in seeds]
+        for result in results:
+            running[spec.label]["randomisation_spearman"].add_seed(result.correlation)
+        report.randomisation[spec.label] = _randomisation_entry(results, seeds, len(x))
+        constant = [int(np.isnan(r.correlation).sum()) for r in results]
+        if any(constant):
+            report.notes.append(f"model_randomisation, {spec.label}: {sum(constant)} of "
+                                f"{sum(r.correlation.size for r in results)} explanations of a randomised model "
+                                f"were constant (per seed: {', '.join(map(str, constant))}; e.g. the target output "
+                                "is cut off by a ReLU): no ranking, left out")
+
+
+def _randomisation_entry(results, seeds, samples) -> dict:
+    """Per layer (mean over samples and seeds) and overall (mean ± std over seeds), for both
+    similarities; ``spearman`` is the gated one."""
+    entry = {"layers": results[0].layers, "similarity": results[0].similarity, "seeds": seeds, "samples": samples,
+             "notes": results[0].notes}
+    for kind in M.SIMILARITIES:
+        over = OverSeeds()
+        for r in results:
+            over.add_seed(getattr(r, kind))
+        summary = over.result()
+        per_layer = np.stack([getattr(r, kind) for r in results], axis=1)  # (layers, seeds, samples)
+        entry[kind] = {"per_layer": [_finite_mean(step) for step in per_layer], "mean": summary["mean"],
+                       "seed_std": summary.get("seed_std", float("nan")), "per_seed": over.per_seed}
+    entry["spearman"] = entry[entry["similarity"]]["per_layer"]
+    return entry
+
+
+def _finite_mean(values) -> float:
+    v = np.asarray(values, np.float64)
+    v = v[np.isfinite(v)]
+    return float(v.mean()) if v.size else float("nan")
 
 
 def _unique_labels(specs):

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from . import metrics as M
 from ..attribution import METHODS
 from ..errors import InvalidInput
 
@@ -16,6 +17,8 @@ METRIC_GROUPS = {
 }
 #: columns where a lower value is better (gate them with ``--fail-over``)
 LOWER_IS_BETTER = {"aopc_lerf", "randomisation_spearman"}
+#: columns whose value depends on random draws: reported with ± their standard deviation over seeds
+RANDOM_DEPENDENT = {"faithfulness_correlation", "randomisation_spearman"}
 LOCALISATION = ("relevance_mass_accuracy", "pointing_game")
 DEFAULT_METHODS = ("lrp", "gradient", "occlusion", "random")
 DEFAULT_METRICS = ("region_perturbation", "faithfulness_correlation", "relevance_mass_accuracy", "pointing_game")
@@ -30,8 +33,13 @@ class Settings:
     steps, fraction : region perturbation: curve points after the start, share of patches removed
     baseline : what removed features become: a number or ``"mean"`` (per-channel mean of the sample);
         occlusion uses the same unless told otherwise
-    faithfulness_runs, faithfulness_subset : random subsets and their size (share of patches)
+    faithfulness_runs, faithfulness_subset : random subsets and their size (share of patches); the
+        spread over seeds is estimated by bootstrapping the subsets
     randomisation_layers, randomisation_samples : cascade checkpoints; samples checked (first ones)
+    randomisation : ``"absolute"`` (Spearman of |R|, reported and gated) or ``"signed"``; both are
+        in the report's ``randomisation`` section
+    randomisation_seeds : re-initialisations (seeds ``seed``, ``seed + 1``, ...) averaged, with
+        their standard deviation
     pointing_tolerance : pointing game tolerance in map positions
     batch_size : samples per evaluation batch; ort_batch : rows per onnxruntime call
     seed : every random choice (random method, tie breaks, subsets, re-initialisation)
@@ -42,15 +50,23 @@ class Settings:
     steps: int = 16
     fraction: float = 1.0
     baseline: float | str = "mean"
-    faithfulness_runs: int = 32
+    faithfulness_runs: int = M.FAITHFULNESS_RUNS
     faithfulness_subset: float = 0.1
     randomisation_layers: int = 4
     randomisation_samples: int = 4
+    randomisation: str = "absolute"
+    randomisation_seeds: int = 3
     pointing_tolerance: float = 0.0
     batch_size: int = 8
     ort_batch: int = 32
     seed: int = 0
     examples: int = 8
+
+    def __post_init__(self):
+        if self.randomisation not in M.SIMILARITIES:
+            raise InvalidInput(f"randomisation {self.randomisation!r} is not known; choose from {M.SIMILARITIES!r}")
+        if self.randomisation_seeds < 1:
+            raise InvalidInput(f"randomisation_seeds must be ≥ 1, got {self.randomisation_seeds!r}")
 
     def patch_for(self, spatial: tuple) -> int:
         if self.patch is not None:

@@ -18,7 +18,8 @@ DESCRIPTIONS = {
     "faithfulness_correlation": "Pearson of relevance and output drop over random subsets (higher is better)",
     "relevance_mass_accuracy": "share of positive relevance inside the mask (higher is better)",
     "pointing_game": "share of samples whose top pixel is in the mask (higher is better)",
-    "randomisation_spearman": "Spearman with the explanation of the randomised model (lower is better)",
+    "randomisation_spearman": "Spearman of |R| (or signed R, --randomisation) with the explanation of the "
+                              "randomised model (lower is better)",
 }
 
 
@@ -40,7 +41,7 @@ def _table(report) -> str:
             entry = report.values.get(method, {}).get(c) or {}
             std = entry.get("std")
             tip = "; ".join(t for t in (f"std {fmt(std)}, n {entry.get('n', 0)}" if entry else "", tip) if t)
-            cells.append(f'<td{css} title="{esc(tip)}">{fmt(report.value(method, c))}</td>')
+            cells.append(f'<td{css} title="{esc(tip)}">{_value(report, method, c)}</td>')
         rows.append(f'<tr><th class="l">{esc(method)}</th>{"".join(cells)}</tr>')
     gates = "".join(f'<li class="{"pass" if g.passed else "fail"}">{"PASS" if g.passed else "FAIL"} '
                     f'{esc(g.gate)} [{esc(g.method)}]: {fmt(g.value)}</li>' for g in report.gates)
@@ -53,6 +54,13 @@ def _table(report) -> str:
     return (f'<div class="wide"><table><tr><th class="l">method</th>{head}</tr>{"".join(rows)}</table></div>'
             f"{summary}{verdict}"
             + (f"<ul>{gates}</ul>" if gates else ""))
+
+
+def _value(report, method: str, column: str) -> str:
+    """The value, with ± its standard deviation over seeds for the random-dependent columns."""
+    spread = report.seed_std(method, column)
+    value = fmt(report.value(method, column))
+    return value if not np.isfinite(spread) else f"{value} ± {fmt(spread)} <small>(seeds)</small>"
 
 
 def evaluation_html(report, title: str | None = None, cmap: str = "coldnhot") -> str:
@@ -126,17 +134,21 @@ def _randomisation(report) -> str:
         tips = [f"{method}, step {k + 1}: randomised down to {name}: {fmt(v)}"
                 for k, (name, v) in enumerate(zip(layers, values))]
         series.append(Series(method, steps, values, tips=tips))
-        cells = "".join(f"<tr><td>{k + 1}</td><td class=\"l\">{esc(name)}</td><td>{fmt(v)}</td></tr>"
-                        for k, (name, v) in enumerate(zip(layers, values)))
+        absolute = r.get("absolute", {}).get("per_layer", [np.nan] * len(layers))
+        signed = r.get("signed", {}).get("per_layer", [np.nan] * len(layers))
+        cells = "".join(f"<tr><td>{k + 1}</td><td class=\"l\">{esc(name)}</td><td>{fmt(a)}</td><td>{fmt(s)}</td></tr>"
+                        for k, (name, a, s) in enumerate(zip(layers, absolute, signed)))
         tables.append(f"<details><summary>{esc(method)}: layers randomised at each step</summary><table>"
-                      f'<tr><th>step</th><th class="l">deepest layer randomised</th><th>Spearman</th></tr>{cells}'
-                      "</table></details>")
+                      f'<tr><th>step</th><th class="l">deepest layer randomised</th><th>Spearman of |R|</th>'
+                      f"<th>signed</th></tr>{cells}</table></details>")
     samples = next(iter(report.randomisation.values())).get("samples", "")
     chart = line_chart(series, x_label="cascade step (output layer first)", y_label="Spearman rank correlation",
                        width=720, height=300, markers=True, integer_x=True)
     return ("<h2>Model-randomisation check</h2><p class=\"meta\">Layers are re-initialised from the output "
             "down (Adebayo et al. 2018); the correlation of each explanation with the trained model's should "
-            f"fall. A method that stays near 1 does not depend on the model. {esc(samples)} samples.</p>"
+            f"fall. A method that stays near 1 does not depend on the model; on |R| (the default) a "
+            f"sign-flipped copy counts as the copy it is. {esc(samples)} samples, mean over "
+            f"{esc(len(next(iter(report.randomisation.values())).get('seeds', [0])))} seeds.</p>"
             f"{chart}{''.join(tables)}")
 
 
