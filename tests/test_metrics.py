@@ -193,8 +193,12 @@ def test_a_model_free_explanation_fails_the_sanity_check(mlp_exp):
 def test_gradient_decorrelates_once_the_model_is_random(mlp_exp):
     """Once every layer is random, the gradient is a product of fresh random matrices: over 64
     map positions its rank correlation with the original has standard deviation ≈ 1/8."""
+    from onnx_lrp.attribution import _ATTRIBUTORS
+
     x = np.random.default_rng(6).standard_normal((2, 4, 8, 8)).astype(np.float32)
+    cached = len(_ATTRIBUTORS)
     res = M.model_randomisation(mlp_exp, x, 0, "gradient", layers=2, seed=2)
+    assert len(_ATTRIBUTORS) <= cached + 1, "the randomised models are not kept alive by the attributor cache"
     assert len(res.layers) == 2
     assert np.abs(res.correlation[-1]).max() < 0.5
     original = attribute(mlp_exp, x, 0, "gradient")

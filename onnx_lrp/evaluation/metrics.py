@@ -224,8 +224,10 @@ def _perturbed_scores(a: Attributor, x, fill, target, labels, ranking, counts, b
 
 # --- faithfulness correlation -------------------------------------------------------------
 
-#: random subsets per sample
-FAITHFULNESS_RUNS = 32
+#: random subsets per sample: the value's spread over seeds is ≈ 1/√runs per sample (≈ 0.03 for
+#: the mean of EfficientNet-Lite0's two images at 512 against 0.12-0.19 at 32), small next to the
+#: differences between methods (docs/evaluation.md, tools/faithfulness_spread.py)
+FAITHFULNESS_RUNS = 512
 
 
 @dataclass
@@ -530,9 +532,12 @@ def model_randomisation(model, x, target=None, method="gradient", *, layers=None
             inits[name].CopyFrom(numpy_helper.from_array(new, name))
         if k not in checkpoints:
             continue
-        randomised = Explainer(proto, composite=explainer.composite, providers=explainer.providers,
-                               output=explainer.output_name, input_name=explainer.input_name)
+        # an Attributor of its own, not attributor()'s cache: that cache's values hold their
+        # explainer, so every randomised model (and its sessions) would stay in memory
+        randomised = Attributor(Explainer(proto, composite=explainer.composite, providers=explainer.providers,
+                                          output=explainer.output_name, input_name=explainer.input_name))
         maps = _ranked_maps(attribute(randomised, x, target, method, batch_size, **method_options), channel_axis)
+        del randomised
         for kind in SIMILARITIES:
             correlations[kind].append([_pearson(o, r) for o, r in zip(original[kind], maps[kind])])
         names.append(node_name)
