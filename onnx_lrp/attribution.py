@@ -17,7 +17,6 @@ Entry point: :func:`attribute`; the method names are the keys of :data:`METHODS`
 """
 from __future__ import annotations
 
-import weakref
 from dataclasses import dataclass
 from typing import Callable
 
@@ -146,18 +145,17 @@ def _outputs(proto) -> set[str]:
     return {o.name for o in proto.graph.output}
 
 
-_ATTRIBUTORS: "weakref.WeakKeyDictionary[Explainer, Attributor]" = weakref.WeakKeyDictionary()
-
-
 def attributor(model, **explainer_kwargs) -> Attributor:
     """An :class:`Attributor` for an Explainer (cached on it), a path or a ModelProto."""
     if isinstance(model, Attributor):
         return model
     if not isinstance(model, Explainer):
         model = Explainer(model, **explainer_kwargs)
-    if model not in _ATTRIBUTORS:
-        _ATTRIBUTORS[model] = Attributor(model)
-    return _ATTRIBUTORS[model]
+    # kept on the explainer, not in a module-level weak-key map: the attributor refers to its
+    # explainer, so such a map's values kept every key alive and no explainer was ever released
+    if model._attributor is None:
+        model._attributor = Attributor(model)
+    return model._attributor
 
 
 # --- methods ------------------------------------------------------------------------------

@@ -121,6 +121,9 @@ class Explainer:
         Passed to the preset, e.g. ``low=``, ``high=`` for ``epsilon_gamma_box``.
     """
 
+    #: the :class:`onnx_lrp.attribution.Attributor` made for this explainer, once asked for
+    _attributor = None
+
     def __init__(self, model, composite="epsilon_plus_flat", providers=None, output=None, input_name=None,
                  output_name=None, batch_axis=0, strip_squashers=True, **composite_kwargs):
         proto, self.label, self._weights = load_detached(model)

@@ -3,7 +3,9 @@ differences, every method against Zennit / reference torch math from stored fixt
 (tools/make_attribution_fixtures.py), and cases whose answer is known by construction."""
 from __future__ import annotations
 
+import gc
 import pathlib
+import weakref
 
 import numpy as np
 import pytest
@@ -200,3 +202,14 @@ def test_agreement_with_zennit_and_reference_fixtures(model):
         for sample in range(len(x)):
             err = np.abs(value[sample] - ref[sample]).max() / np.abs(ref[sample]).max()
             assert err < 1e-4, f"{model} {name} sample {sample}: max|d|/max|R| = {err:.2e}"
+
+
+def test_attributor_cache_releases_its_explainer():
+    """The attributor is cached on its explainer; both go when the caller drops the explainer (a
+    module-level weak-key cache kept every explainer alive through its attributor)."""
+    explainer = onnx_lrp.Explainer(SmallCNN(seed=0).onnx())
+    assert attributor(explainer) is attributor(explainer)
+    gone = weakref.ref(explainer)
+    del explainer
+    gc.collect()
+    assert gone() is None
