@@ -46,6 +46,13 @@ def make_session(model: onnx.ModelProto, providers: list[str], optimize: bool = 
     """A session; in-memory weights (see :mod:`onnx_lrp.weights`) are handed over without copies
     through the protobuf."""
     opts = session_options(optimize, threads)
+    if any(node.op_type == "QuantizeLinear" for node in model.graph.node):
+        # QDQ fusions into integer kernels, and the NCHWc layout's summation order, round differently,
+        # and a rounding difference moves an activation by a whole quantization step: keep the fake
+        # quantization as written so that the explained output is the model's
+        opts.add_session_config_entry("session.disable_quant_qdq", "1")
+        if optimize:
+            opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
     names, arrays = external_arrays(model)
     if names:
         opts.add_external_initializers(names, [ort.OrtValue.ortvalue_from_numpy(a) for a in arrays])

@@ -9,6 +9,7 @@ import onnx
 
 from . import composites
 from .canonize import canonize
+from .canonize.precision import to_float32
 from .canonize.unroll_rnn import has_recurrent, unroll_recurrent
 from .compile import RELEVANCE, TARGET, WEIGHTS, Compiled, compile_explainer
 from .errors import InvalidInput, InvalidTarget, OnnxLrpError
@@ -127,6 +128,7 @@ class Explainer:
     def __init__(self, model, composite="epsilon_plus_flat", providers=None, output=None, input_name=None,
                  output_name=None, batch_axis=0, strip_squashers=True, **composite_kwargs):
         proto, self.label, self._weights = load_detached(model)
+        proto, precision_note = to_float32(proto)
         self.source_model = proto
         if output is not None and output_name is not None and output != output_name:
             raise InvalidInput(f"output={output!r} and output_name={output_name!r} disagree; give one")
@@ -152,6 +154,7 @@ class Explainer:
         self.feed_names = [name for name in read if name not in self.input_names]
         self._declared = {name: declared_shape(declared[name]) for name in read + self.input_names}
         self._elem = {name: declared[name].type.tensor_type.elem_type for name in read + self.input_names}
+        self.notes += [precision_note] if precision_note else []
         self.composite = composites.get(composite, **composite_kwargs)
         self.composite.check_model(self.model, self.label, supported_op_types())
         self.providers = resolve_providers(providers)

@@ -25,6 +25,13 @@ from .weights import WeightStore, detach, tensor_value
 MIN_OPSET = 17
 FLOAT_TYPES = {onnx.TensorProto.FLOAT, onnx.TensorProto.DOUBLE, onnx.TensorProto.FLOAT16,
                onnx.TensorProto.BFLOAT16}
+#: Quantized ops whose integer outputs still carry relevance: a QuantizeLinear's (on to the
+#: DequantizeLinear of an activation's fake quantization), and the integer-only forms, so that they
+#: meet their handler (which refuses them by name) instead of silently cutting the relevance path.
+INTEGER_CARRIERS = {"QuantizeLinear", "DynamicQuantizeLinear", "QLinearConv", "QLinearMatMul", "ConvInteger",
+                    "MatMulInteger", "QLinearAdd", "QLinearMul", "QLinearConcat", "QLinearSigmoid",
+                    "QLinearLeakyRelu", "QLinearGlobalAveragePool", "QLinearAveragePool", "QLinearSoftmax",
+                    "QGemm", "DynamicQuantizeMatMul", "MatMulIntegerToFloat", "QLinearWhere", "QLinearReduceMean"}
 
 
 def load_model(model) -> tuple[onnx.ModelProto, str]:
@@ -385,8 +392,9 @@ class ModelGraph:
             # reads() includes what If/Loop bodies read from outside: such a node depends on the data
             # too, and must meet a handler (or an UnsupportedOp) rather than silently drop relevance
             if any(t in self.relevant for t in reads(node)):
+                carrier = node.op_type in INTEGER_CARRIERS
                 for out in node.output:
-                    if out and self.is_float(out):
+                    if out and (carrier or self.is_float(out)):
                         self.relevant.add(out)
 
     def is_batch_axis(self, tensor: str, axis: int) -> bool:

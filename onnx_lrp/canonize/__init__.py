@@ -11,6 +11,7 @@ import onnx
 
 from .constants import fold_constants
 from .dense_bias import fuse_dense_bias
+from .dequantize import dequantize_weights
 from .fold_batchnorm import fold_batchnorm
 from .fold_scale import fold_linear_affine, fold_scale
 from .fuse_bias import fuse_bias
@@ -21,7 +22,7 @@ from .strip_softmax import strip_softmax
 
 __all__ = ["canonize", "Canonized", "fold_constants", "fold_batchnorm", "fuse_bias",
            "remove_identities", "prune_to_output", "strip_softmax", "fold_scale", "fold_linear_affine",
-           "restore_softmax", "fuse_dense_bias"]
+           "restore_softmax", "fuse_dense_bias", "dequantize_weights"]
 
 
 @dataclass
@@ -35,7 +36,7 @@ class Canonized:
 def canonize(model: onnx.ModelProto, output: str, strip_squashers: bool = True) -> Canonized:
     """Run all passes; ``output`` names the graph output to explain; ``strip_squashers``: remove a
     trailing Sigmoid/Softmax (see :mod:`.strip_softmax`)."""
-    model = fold_constants(model)
+    model = fold_constants(dequantize_weights(model))
     # prune first: with one graph output left, an Identity copying another output away is removable
     model = prune_to_output(model, output)
     model = remove_identities(model)
