@@ -280,12 +280,15 @@ def test_save_below_a_regular_file(exp, tmp_path):
 
 
 @pytest.mark.parametrize("elem", [onnx.TensorProto.DOUBLE, onnx.TensorProto.FLOAT16])
-def test_non_float32_model_input_is_named(elem):
-    """The explainer graph is float32; a double or half model is refused up front, by name."""
+def test_non_float32_model_is_explained_in_float32(elem):
+    """The explainer graph is float32; a double or half model is converted, and a note says so."""
     model = make_model([helper.make_node("Relu", ["x"], ["y"], name="relu")],
                        [vi("x", ["N", 3], elem)], [vi("y", ["N", 3], elem)])
-    with pytest.raises(InvalidInput, match="'x'.*(DOUBLE|FLOAT16).*float32"):
-        onnx_lrp.Explainer(model)
+    x = np.array([[1.0, -2.0, 3.0]], onnx.helper.tensor_dtype_to_np_dtype(elem))
+    e = onnx_lrp.Explainer(model, composite="epsilon").explain(x, target=2)
+    assert e.relevance.dtype == np.float32
+    np.testing.assert_array_equal(e.relevance, [[0.0, 0.0, 3.0]])
+    assert any("float32" in note for note in e.notes)
 
 
 def test_input_name_of_an_integer_input_starts_at_its_first_float_tensor():
