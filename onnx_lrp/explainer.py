@@ -1,6 +1,7 @@
 """The public API: :class:`Explainer` compiles a model once per input shape and explains batches."""
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -160,6 +161,9 @@ class Explainer:
         self.providers = resolve_providers(providers)
         self._graphs: dict[tuple, ModelGraph] = {}
         self._sessions: dict[tuple, tuple] = {}
+        # one compile at a time: threads sharing the explainer would otherwise compile the same shape
+        # twice and walk one ModelGraph's memo together; running a compiled session needs no lock
+        self._compiling = threading.RLock()
 
     @property
     def device(self) -> str:
@@ -180,22 +184,26 @@ class Explainer:
         of the first explained input, or a dict input name -> one sample's dims (an input without
         a batch axis: its whole shape)."""
         key = self._shape_key(sample_shape)
-        if key not in self._graphs:
-            self._check_reads()
-            fixed = self._fixed_batch()
-            batches = [fixed] if fixed else [1, 2]
-            samples = [self._samples(key, n) for n in batches]
-            model = specialize(self.model, samples, self.label)
+        with self._compiling:
+            return self._graphs[key] if key in self._graphs else self._build_graph(key)
+
+    def _build_graph(self, key: tuple) -> ModelGraph:
+        """Build, probe and index the graph for one shape key (under the compile lock)."""
+        self._check_reads()
+        fixed = self._fixed_batch()
+        batches = [fixed] if fixed else [1, 2]
+        samples = [self._samples(key, n) for n in batches]
+        model = specialize(self.model, samples, self.label)
+        shapes, dtypes = probe(model, samples[0], self.label)
+        if has_recurrent(model):  # unrolled at this input's sequence length
+            model = unroll_recurrent(model, shapes)
             shapes, dtypes = probe(model, samples[0], self.label)
-            if has_recurrent(model):  # unrolled at this input's sequence length
-                model = unroll_recurrent(model, shapes)
-                shapes, dtypes = probe(model, samples[0], self.label)
-            axes = {name: axis for name, _, axis in key}
-            g = ModelGraph.build(model, self.label, self.input_name, self.output_name, shapes, dtypes,
-                                 self.input_names, axes)
-            g.batched = self.batch_axis is not None
-            self._graphs[key] = g
-        return self._graphs[key]
+        axes = {name: axis for name, _, axis in key}
+        g = ModelGraph.build(model, self.label, self.input_name, self.output_name, shapes, dtypes,
+                             self.input_names, axes)
+        g.batched = self.batch_axis is not None
+        self._graphs[key] = g
+        return g
 
     def compile(self, sample_shape, keep_layers: bool = False, weights: bool = False) -> Compiled:
         """The explainer graph for one sample shape; ``weights=True``: it takes weights over the
@@ -203,6 +211,10 @@ class Explainer:
         return self._session(self._shape_key(sample_shape), keep_layers, weights)[0]
 
     def _session(self, key: tuple, keep_layers: bool, weights: bool = False):
+        with self._compiling:
+            return self._compiled_session(key, keep_layers, weights)
+
+    def _compiled_session(self, key: tuple, keep_layers: bool, weights: bool):
         if (key, keep_layers, weights) not in self._sessions:
             compiled = compile_explainer(self.graph(key), self.composite, keep_layers, weights=weights,
                                          device=self.device)
