@@ -26,6 +26,7 @@ from . import composites
 from .compile import RELEVANCE, TARGET, Compiled, compile_explainer
 from .composites import Composite
 from .errors import InvalidInput
+from .names import did_you_mean
 from .executor import make_session, run_batched
 from .explainer import Explainer, _targets
 from .rules import Gradient
@@ -331,7 +332,8 @@ def resolve_method(method) -> Method:
     if callable(method) and not isinstance(method, str):
         return method if isinstance(method, Method) else Method(getattr(method, "__name__", "custom"), method, False)
     if method not in METHODS:
-        raise InvalidInput(f"unknown attribution method {method!r}; choose one of {list(METHODS)!r}")
+        raise InvalidInput(f"unknown attribution method {method!r}{did_you_mean(method, METHODS)}; choose one of "
+                           f"{list(METHODS)!r}")
     return METHODS[method]
 
 

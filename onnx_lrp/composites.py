@@ -13,6 +13,7 @@ import numpy as np
 import onnx
 
 from .errors import CompositeError
+from .names import did_you_mean
 from .ops import base as cat
 from .rules import (AlphaBeta, DetachStd, Epsilon, Flat, Gamma, Gradient, Norm, Pass, Rule, Softmax, Uniform, ZBox,
                     ZPlus, param_repr)
@@ -340,7 +341,8 @@ def get(composite="epsilon_plus_flat", **kwargs) -> Composite:
     if isinstance(composite, Composite):
         return composite.with_overrides(**kwargs) if kwargs else composite
     if not isinstance(composite, str) or composite not in PRESETS:
-        raise CompositeError(f"unknown composite {composite!r}; choose one of {names()!r} or pass an "
+        hint = did_you_mean(composite, names()) if isinstance(composite, str) else ""
+        raise CompositeError(f"unknown composite {composite!r}{hint}; choose one of {names()!r} or pass an "
                              "onnx_lrp.composites.Composite")
     try:
         return PRESETS[composite](**kwargs)

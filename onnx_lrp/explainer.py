@@ -16,6 +16,7 @@ from .compile import RELEVANCE, TARGET, WEIGHTS, Compiled, compile_explainer
 from .errors import InvalidInput, InvalidTarget, OnnxLrpError
 from .executor import CUDA, make_session, resolve_providers, run_batched
 from .files import write_atomic
+from .names import did_you_mean
 from .graph import FLOAT_TYPES, ModelGraph, declared_shape, explained_inputs, load_detached
 from .weights import materialize
 from .ops.registry import supported_op_types
@@ -365,7 +366,8 @@ class Explainer:
             given = {name: np.asarray(value)[None] for name, value in given.items()}
         unknown = [k for k in given if k not in self.input_names]
         if unknown:
-            raise InvalidInput(f"{unknown[0]!r} is not an explained input of {self.label!r}; explained: "
+            raise InvalidInput(f"{unknown[0]!r}{did_you_mean(unknown[0], self.input_names)} is not an explained input "
+                               f"of {self.label!r}; explained: "
                                f"{self.input_names!r} (other inputs go in feeds=)")
         missing = [k for k in self.input_names if k not in given]
         if missing:
@@ -393,7 +395,8 @@ class Explainer:
         model_inputs = {vi.name for vi in self.source_model.graph.input}
         unknown = [k for k in feeds if k not in self.feed_names and (k not in model_inputs or k in self.input_names)]
         if unknown:
-            raise InvalidInput(f"feeds name {unknown[0]!r}, which is not an unexplained input of {self.label!r}; "
+            raise InvalidInput(f"feeds name {unknown[0]!r}{did_you_mean(unknown[0], self.feed_names or model_inputs)}, "
+                               f"which is not an unexplained input of {self.label!r}; "
                                f"explained output {self.output_name!r} reads: {self.feed_names!r}")
         feeds = {k: v for k, v in feeds.items() if k in self.feed_names}
         missing = [k for k in self.feed_names if k not in feeds]
@@ -460,7 +463,8 @@ class Explainer:
         if isinstance(input_shape, dict):  # full shapes, with the batch where each input declares it
             unknown = [name for name in input_shape if name not in self._declared]
             if unknown:
-                raise InvalidInput(f"{self.label!r} reads no input {unknown[0]!r}; it reads {list(self._declared)!r}")
+                raise InvalidInput(f"{self.label!r} reads no input {unknown[0]!r}"
+                                   f"{did_you_mean(unknown[0], self._declared)}; it reads {list(self._declared)!r}")
             out = {}
             for name, shape in input_shape.items():
                 axis = self._declared_axis(name)
@@ -511,7 +515,9 @@ def _pick_output(proto: onnx.ModelProto, label: str, name: str | None) -> str:
         if any(name in node.output for node in proto.graph.node):
             proto.graph.output.append(onnx.helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, None))
             return name
-        raise InvalidInput(f"{label!r} has no output or tensor {name!r}; its outputs are {[o.name for o in outputs]!r}")
+        tensors = [o.name for o in outputs] + [t for node in proto.graph.node for t in node.output if t]
+        raise InvalidInput(f"{label!r} has no output or tensor {name!r}{did_you_mean(name, tensors)}; its outputs "
+                           f"are {[o.name for o in outputs]!r}")
     for o in outputs:
         if o.type.HasField("tensor_type") and o.type.tensor_type.elem_type in FLOAT_TYPES:
             return o.name

@@ -18,6 +18,7 @@ from onnx import version_converter
 
 from .canonize._edit import reads
 from .errors import InvalidInput, ModelLoadError
+from .names import did_you_mean
 from .screen import screen
 from .weights import WeightStore, detach, tensor_value
 
@@ -229,7 +230,8 @@ def explained_inputs(proto: onnx.ModelProto, label: str, names=None) -> list[onn
         by_name = {vi.name: vi for vi in inputs}
         unknown = [n for n in names if n not in by_name]
         if unknown or not names:
-            raise InvalidInput(f"{label!r} has no input {unknown[0] if unknown else None!r}; its inputs are "
+            wrong = unknown[0] if unknown else None
+            raise InvalidInput(f"{label!r} has no input {wrong!r}{did_you_mean(wrong, by_name)}; its inputs are "
                                f"{list(by_name)!r}")
         picked = [by_name[n] for n in names]
     else:

@@ -5,6 +5,7 @@ import re
 
 from . import rules
 from .errors import CompositeError
+from .names import did_you_mean
 
 _SPEC = re.compile(r"^\s*([A-Za-z]+)\s*(?:\((.*)\))?\s*$")
 #: Rules that need array arguments cannot be written on the command line.
@@ -16,7 +17,9 @@ def parse_rule(text: str) -> rules.Rule:
     match = _SPEC.match(text)
     names = {name.lower(): name for name in rules.RULES if name not in _NOT_FROM_TEXT}
     if not match or match.group(1).lower() not in names:
-        raise CompositeError(f"unknown rule {text!r}; write one of {sorted(names.values())!r}, "
+        word = match.group(1) if match else text
+        raise CompositeError(f"unknown rule {text!r}{did_you_mean(word, sorted(names.values()))}; write one of "
+                             f"{sorted(names.values())!r}, "
                              "optionally with numbers, e.g. Epsilon(0.25)")
     cls = rules.RULES[names[match.group(1).lower()]]
     try:

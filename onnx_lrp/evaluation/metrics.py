@@ -30,6 +30,7 @@ import numpy as np
 
 from ..attribution import Attributor, _fill_values, attribute, attributor, resolve_method
 from ..errors import InvalidInput
+from ..names import did_you_mean
 
 AUTO = "auto"
 
@@ -561,7 +562,8 @@ def _checkpoints(cascade, layers) -> set[int]:
     names = [name for name, _ in cascade]
     missing = [name for name in layers if name not in names]
     if missing:
-        raise InvalidInput(f"layers {missing!r} are not randomisable layers; choose from {names!r}")
+        raise InvalidInput(f"layers {missing!r}{did_you_mean(missing[0], names)} are not randomisable layers; "
+                           f"choose from {names!r}")
     return {names.index(name) for name in layers}
 
 

@@ -9,6 +9,7 @@ import numpy as np
 from . import metrics as M
 from ..attribution import attribute, attributor
 from ..errors import InvalidInput
+from ..names import did_you_mean
 from ..explainer import Explainer
 from .accumulate import MeanCurves, OverSeeds, RunningMean
 from .examples import Examples
@@ -199,7 +200,8 @@ def _metric_groups(metrics) -> list[str]:
     for m in metrics:
         group = m if m in METRIC_GROUPS else next((g for g, cols in METRIC_GROUPS.items() if m in cols), None)
         if group is None:
-            raise InvalidInput(f"unknown metric {m!r}; choose from {list(METRIC_GROUPS)!r}")
+            known = list(METRIC_GROUPS) + [c for cols in METRIC_GROUPS.values() for c in cols]
+            raise InvalidInput(f"unknown metric {m!r}{did_you_mean(m, known)}; choose from {list(METRIC_GROUPS)!r}")
         if group not in groups:
             groups.append(group)
     return groups

@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 from . import metrics as M
 from ..attribution import METHODS
 from ..errors import InvalidInput
+from ..names import did_you_mean
+from ..names import did_you_mean
 
 #: metric group (what ``--metrics`` names) -> the report columns it produces
 METRIC_GROUPS = {
@@ -86,7 +88,8 @@ class MethodSpec:
 
     def __post_init__(self):
         if self.name not in METHODS:
-            raise InvalidInput(f"unknown method {self.name!r}; choose from {list(METHODS)!r}")
+            raise InvalidInput(f"unknown method {self.name!r}{did_you_mean(self.name, METHODS)}; choose from "
+                               f"{list(METHODS)!r}")
         self.label = self.label or self.name
 
     @classmethod
@@ -145,7 +148,8 @@ class Gate:
                                "relevance_mass_accuracy=0.5 or lrp:aopc_morf=1.0")
         columns = [c for cols in METRIC_GROUPS.values() for c in cols]
         if metric not in columns:
-            raise InvalidInput(f"gate {text!r}: unknown metric {metric!r}; choose from {columns!r}")
+            raise InvalidInput(f"gate {text!r}: unknown metric {metric!r}{did_you_mean(metric, columns)}; choose "
+                               f"from {columns!r}")
         return cls(metric, threshold, method or None, kind)
 
     def __str__(self):
