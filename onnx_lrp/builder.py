@@ -107,9 +107,10 @@ class GraphBuilder:
             return self.div(r, self.add(z, self.const(eps * sign)))
         if eps:
             return self.div(r, self.stabilize(z, eps))
+        # r / 0 is ±inf or NaN in the Div; the Where replaces exactly those entries (one pass fewer
+        # than dividing by a z made safe first)
         zero = self.op("Equal", [z, self.const(0.0)])
-        safe = self.op("Where", [zero, self.const(1.0), z])
-        return self.op("Where", [zero, self.const(0.0), self.div(r, safe)], hint="ratio")
+        return self.op("Where", [zero, self.const(0.0), self.div(r, z)], hint="ratio")
 
     def positive(self, x: str) -> str:
         return self.op("Relu", [x], hint="pos")
