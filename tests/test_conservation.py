@@ -110,3 +110,16 @@ def test_bias_breaks_conservation():
     res = onnx_lrp.Explainer(model, composite=LRP0).explain(x)
     total = res.relevance.sum(axis=1)
     assert not np.allclose(total, res.target_output, rtol=1e-2)
+
+
+def test_lrp0_conserves_through_a_float16_round_trip():
+    """x -> Cast(float16) -> Cast(float32) -> Gemm: relevance is carried in float32 through the
+    Casts' backward pass, so it sums to the logit as closely as an all-float32 network."""
+    b = NetBuilder(1)
+    half = b.op("Cast", ["x"], to=TensorProto.FLOAT16)
+    logits = b.op("Gemm", [b.op("Cast", [half], to=TensorProto.FLOAT), b.weight((4, 64))], transB=1)
+    model = b.model((64,), logits)
+    x = np.random.default_rng(2).standard_normal((8, 64)).astype(np.float32)
+    res = onnx_lrp.Explainer(model, composite=LRP0).explain(x)
+    total = res.relevance.sum(axis=1, dtype=np.float64)
+    np.testing.assert_allclose(total, res.target_output, rtol=1e-5)

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import numpy as np
-from onnx import helper
+from onnx import TensorProto, helper
 
 from .base import KEEPS_SIGN, ROUTE, Handler, attr, unbroadcast, unsupported
 from .registry import handles
@@ -38,14 +38,17 @@ class TransposeHandler(DataHandler):
 
 @handles("Cast")
 class CastHandler(DataHandler):
+    """Relevance keeps at least float32 precision: a Cast's backward pass casts it to the input's
+    type only when that is float32 or wider, never down to the forward's float16 (a round trip
+    through float16 would otherwise lose relevance to rounding)."""
+
     linear = True
 
     def vjp(self, b, node, g, grads, params):
-        dtype = g.dtypes[node.input[0]]
-        to = {np.dtype(np.float32): 1, np.dtype(np.float16): 10, np.dtype(np.float64): 11}.get(dtype)
-        if to is None:
+        dtype = np.dtype(g.dtypes[node.input[0]])
+        if not np.issubdtype(dtype, np.floating):
             raise unsupported(node, f"Cast from {dtype}")
-        return [b.op("Cast", [grads[0]], to=to)]
+        return [b.op("Cast", [grads[0]], to=TensorProto.DOUBLE if dtype.itemsize > 4 else TensorProto.FLOAT)]
 
 
 @handles("Expand")

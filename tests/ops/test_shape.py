@@ -76,6 +76,17 @@ def test_cast_to_half_vjp_casts_back():
     np.testing.assert_array_equal(result["vjp0"], grad.astype(np.float32))
 
 
+def test_cast_from_half_keeps_the_gradient_in_float32():
+    """x -> Cast(float16) -> Cast(float32): the second Cast's VJP must not round to float16."""
+    model = node_model("Cast", SAMPLE, ["h"], prefix=[("Cast", ["x"], "h", {"to": 10})], to=1)
+    case = Case(model, SAMPLE)
+    emitted = case.emit(None)
+    grad = (1 + np.random.default_rng(1).standard_normal((2, *SAMPLE)) * 1e-3).astype(np.float32)
+    result = emitted.run({"x": np.ones((2, *SAMPLE), np.float32), "grad0": grad})
+    assert result["vjp0"].dtype == np.float32
+    np.testing.assert_array_equal(result["vjp0"], grad)  # float16 would round 1 + 1e-3 steps away
+
+
 EXPANDS = {
     "middle": ((3, 1, 4), ints(1, 3, 2, 4)),
     "last_rank_lower_shape": ((3, 1), ints(3, 5)),
