@@ -40,6 +40,16 @@ def test_relevance_has_the_input_shape_and_output_the_logits(cnn_exp):
     assert any("Softmax" in n for n in res.notes), "the user is told the softmax was stripped"
 
 
+def test_input_copied_to_the_output_is_explained():
+    """x -> Identity -> y survives canonization (both names must stay); it routes relevance."""
+    model = make_model([helper.make_node("Identity", ["x"], ["y"])], [vi("x", ["N", 4])], [vi("y", ["N", 4])])
+    x = randn((3, 4), 2)
+    res = onnx_lrp.Explainer(model, composite="epsilon").explain(x, target=[0, 1, 3])
+    expected = np.zeros_like(x)
+    expected[[0, 1, 2], [0, 1, 3]] = x[[0, 1, 2], [0, 1, 3]]
+    np.testing.assert_allclose(res.relevance, expected, rtol=1e-6)
+
+
 def test_output_of_a_model_without_softmax():
     model = mlp()
     x = randn((3, 6), 101)

@@ -16,6 +16,17 @@ class DataHandler(Handler):
     data_dependent = "only its first input may carry relevance"
 
 
+@handles("Identity")
+class IdentityHandler(DataHandler):
+    """The Identity canonization keeps (an input copied to an output, which must keep both names)."""
+
+    sign = KEEPS_SIGN
+    linear = True
+
+    def vjp(self, b, node, g, grads, params):
+        return [grads[0]]
+
+
 @handles("Reshape", "Flatten", "Squeeze", "Unsqueeze")
 class ReshapeHandler(DataHandler):
     sign = KEEPS_SIGN

@@ -27,6 +27,7 @@ RESHAPES = {
     "Unsqueeze": ("Unsqueeze", ["x", ints(1, -1)], {}),
     "Expand_channels": ("Expand", ["x", ints(1, 2, 3, 4)], {}),
     "Cast_to_float": ("Cast", ["x"], {"to": 1}),
+    "Identity": ("Identity", ["x"], {}),
 }
 
 
