@@ -68,14 +68,16 @@ def _disjoint_windows(attrs: dict) -> bool:
 
 
 def _unpool_fits(node, g, attrs: dict) -> bool:
-    """MaxUnpool refuses an output smaller than the windows span, (O−1)·s + k − pads, which
-    happens when the input is smaller than one window (the pool then pads it implicitly)."""
+    """MaxUnpool computes its default output size, (O−1)·s + k − pads, before it reads the
+    output shape it is given, and refuses one that is not positive (padding larger than the
+    windows span: e.g. a ``ceil_mode`` pool on a tiny input) or that exceeds the input (the
+    input smaller than one window, which the pool then pads implicitly)."""
     in_spatial, out_spatial = g.shape(node.input[0])[2:], g.shape(node.output[0])[2:]
     kernel = attrs.get("kernel_shape", [])
     n = len(kernel)
     strides = attrs.get("strides", [1] * n)
     pads = attrs.get("pads", [0] * (2 * n))
-    return all(size >= (out - 1) * s + k - pads[i] - pads[n + i]
+    return all(0 < (out - 1) * s + k - pads[i] - pads[n + i] <= size
                for i, (size, out, k, s) in enumerate(zip(in_spatial, out_spatial, kernel, strides)))
 
 

@@ -230,6 +230,22 @@ def test_maxpool_input_smaller_than_its_window_routes_relevance():
     np.testing.assert_allclose(res.relevance.ravel(), [0.0, 2.0])
 
 
+def test_maxpool_padded_beyond_its_windows_span_routes_relevance():
+    """A 1-row map pooled with a 2-row window, stride 3 and one row of padding on each side:
+    MaxUnpool's default output size (O−1)·s + k − pads is 0 and it refuses to run even with the
+    output shape given, so the VJP must scatter (found by tools/fuzz.py)."""
+    import onnx_lrp
+    nodes = [helper.make_node("MaxPool", ["x"], ["p"], kernel_shape=[2, 1], strides=[3, 1], pads=[1, 0, 1, 0],
+                              name="mp"),
+             helper.make_node("Flatten", ["p"], ["y"], name="flat")]
+    graph = helper.make_graph(nodes, "tiny", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 1, 1, 3])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 3])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    x = np.array([[[[0.5, 2.0, -1.0]]]], np.float32)
+    res = onnx_lrp.Explainer(model, composite="epsilon").explain(x, target=1)
+    np.testing.assert_allclose(res.relevance.ravel(), [0.0, 2.0, 0.0])
+
+
 def test_maxpool_vjp_for_cuda_scatters_instead_of_unpooling():
     """onnxruntime has no CUDA MaxUnpool; graphs compiled for CUDA scatter, with the same result."""
     rng = np.random.default_rng(0)
