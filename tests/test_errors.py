@@ -94,6 +94,17 @@ def test_garbage_bytes_are_a_load_error():
         onnx_lrp.Explainer(b"\x00\xff not a model")
 
 
+@pytest.mark.parametrize("first_dim", [10**12, 7])
+def test_initializer_whose_data_does_not_match_its_dims(first_dim):
+    """A weight declaring more values than it holds is a load error naming it (it crashed with a
+    bare ValueError while the weights were moved out of the protobuf, before the checker ran)."""
+    model = cnn()
+    weight = next(t for t in model.graph.initializer if t.name == "w2")
+    weight.dims[0] = first_dim
+    with pytest.raises(ModelLoadError, match=r"w2"):  # named by the detacher or the checker
+        onnx_lrp.Explainer(model.SerializeToString())
+
+
 def test_output_name_that_does_not_exist():
     with pytest.raises(InvalidInput, match=r"'nope'.*\['prob'\]"):
         onnx_lrp.Explainer(cnn(), output="nope")
