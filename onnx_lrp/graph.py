@@ -147,6 +147,18 @@ def _check(proto: onnx.ModelProto, label: str) -> None:
         onnx.checker.check_model(_checkable(proto))
     except Exception as exc:
         raise ModelLoadError(f"{label!r} is not a valid ONNX model: {exc}") from exc
+    _check_element_types(proto, label)
+
+
+def _check_element_types(proto: onnx.ModelProto, label: str) -> None:
+    """The checker lets an initializer of an unknown element type through (one flipped bit in a
+    file); reading its value later would fail with a bare KeyError."""
+    known = set(onnx.TensorProto.DataType.values()) - {onnx.TensorProto.UNDEFINED}
+    for tensor in proto.graph.initializer:
+        if tensor.data_type not in known:
+            raise ModelLoadError(f"{label!r} is not a valid ONNX model: initializer {tensor.name!r} has the unknown "
+                                 f"element type {tensor.data_type}; the file is damaged or was written incorrectly: "
+                                 "re-export it")
 
 
 def _checkable(proto: onnx.ModelProto) -> onnx.ModelProto:

@@ -105,6 +105,16 @@ def test_initializer_whose_data_does_not_match_its_dims(first_dim):
         onnx_lrp.Explainer(model.SerializeToString())
 
 
+@pytest.mark.parametrize("weight", ["w1", "w2", "bf"])
+def test_initializer_of_an_unknown_element_type(weight):
+    """One flipped bit can make an element type no ONNX type has; the checker lets it through and
+    reading the weight crashed with KeyError (found by tools/fuzz.py)."""
+    model = cnn()
+    next(t for t in model.graph.initializer if t.name == weight).data_type = 65
+    with pytest.raises(ModelLoadError, match=weight):
+        onnx_lrp.Explainer(model.SerializeToString())
+
+
 def test_output_name_that_does_not_exist():
     with pytest.raises(InvalidInput, match=r"'nope'.*\['prob'\]"):
         onnx_lrp.Explainer(cnn(), output="nope")
