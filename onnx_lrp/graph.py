@@ -71,6 +71,34 @@ class ReadModel:
 
 
 def _read(model) -> tuple[onnx.ModelProto, str]:
+    proto, label = _read_any(model)
+    _check_text(proto, label)
+    return proto, label
+
+
+def _check_text(message, label: str, where: str = "model") -> None:
+    """Every string field holds UTF-8 text. The protobuf parser hands a damaged one (one flipped
+    bit in a name) over as bytes, which the checker accepts and any later edit of the model
+    chokes on with a UnicodeDecodeError."""
+    if isinstance(message, onnx.TensorProto):  # ListFields would copy the weights' bytes
+        fields = [(message.DESCRIPTOR.fields_by_name[name], getattr(message, name))
+                  for name in ("name", "doc_string", "external_data")]
+    else:
+        fields = message.ListFields()
+    for field, value in fields:
+        if field.type not in (field.TYPE_STRING, field.TYPE_MESSAGE):
+            continue
+        items = list(value) if field.is_repeated else [value]
+        for i, item in enumerate(items):
+            here = f"{where}.{field.name}" + (f"[{i}]" if field.is_repeated else "")
+            if field.type == field.TYPE_MESSAGE:
+                _check_text(item, label, here)
+            elif isinstance(item, bytes):
+                raise ModelLoadError(f"{label!r} is not a valid ONNX model: {here} is not UTF-8 text ({item[:60]!r}); "
+                                     "the file is damaged or was written incorrectly: re-export it")
+
+
+def _read_any(model) -> tuple[onnx.ModelProto, str]:
     if isinstance(model, ReadModel):
         proto, model.proto = model.proto, None  # handed over: the caller's copy is not kept alive
         if proto is None:

@@ -115,6 +115,18 @@ def test_initializer_of_an_unknown_element_type(weight):
         onnx_lrp.Explainer(model.SerializeToString())
 
 
+@pytest.mark.parametrize("name", ["conv1", "w1", "logits"])
+def test_name_that_is_not_utf8(name):
+    """One flipped bit in a name leaves bytes that are not UTF-8: the parser hands them over as
+    bytes, the checker accepts them, and naming the nodes crashed with UnicodeDecodeError (found
+    by tools/fuzz.py)."""
+    data = cnn(softmax=False).SerializeToString()
+    damaged = name[:-1].encode() + b"\xf4"
+    assert data.count(name.encode()) >= 1
+    with pytest.raises(ModelLoadError, match="not UTF-8 text"):
+        onnx_lrp.Explainer(data.replace(name.encode(), damaged))
+
+
 def test_output_name_that_does_not_exist():
     with pytest.raises(InvalidInput, match=r"'nope'.*\['prob'\]"):
         onnx_lrp.Explainer(cnn(), output="nope")
