@@ -23,7 +23,7 @@ from typing import Callable
 import numpy as np
 
 from . import composites
-from .compile import RELEVANCE, TARGET, Compiled, compile_explainer
+from .compile import Compiled, compile_explainer
 from .composites import Composite
 from .errors import InvalidInput
 from .names import did_you_mean
@@ -111,7 +111,8 @@ class Attributor:
         x = np.ascontiguousarray(x, dtype=np.float32)
         target = np.asarray(target, np.int64)
         compiled, session = self._gradient_program(x.shape[1:])
-        return self._run(session, [RELEVANCE], {compiled.input_name: x, TARGET: target}, batch_size)[0]
+        return self._run(session, [compiled.relevance_name], {compiled.input_name: x, compiled.target_name: target},
+                         batch_size)[0]
 
     def _gradient_program(self, sample_shape) -> tuple[Compiled, object]:
         key = tuple(int(d) for d in sample_shape)

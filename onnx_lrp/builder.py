@@ -37,6 +37,16 @@ class GraphBuilder:
         for name, arr in arrays.items():
             self._by_identity[id(arr)] = (arr, name)
 
+    def claim(self, name: str) -> str:
+        """``name`` itself when no tensor, node or earlier emitted name uses it, else a fresh
+        variant ``name_1``, ``name_2``, ...: for the names the explainer shows its users."""
+        candidate, i = name, 0
+        while candidate in self._taken:
+            i += 1
+            candidate = f"{name}_{i}"
+        self._taken.add(candidate)
+        return candidate
+
     def fresh(self, hint: str) -> str:
         while True:
             self._counter += 1

@@ -42,7 +42,12 @@ _STAND_IN = StandIn()
 
 @dataclass
 class Compiled:
-    """An explainer graph and the names of its inputs and outputs."""
+    """An explainer graph and the names of its inputs and outputs.
+
+    Every name the compiler adds comes from one allocator that avoids the model's names: the
+    extra input is ``target`` (``target_weights`` when compiled with weights) and the first
+    relevance output ``relevance`` unless the model uses them, then a fresh variant (``target_1``).
+    """
 
     model: onnx.ModelProto
     input_name: str
@@ -52,6 +57,13 @@ class Compiled:
     rules: dict[str, str] = field(default_factory=dict)
     #: explained graph input -> the output holding its relevance (``relevance`` for the first)
     relevances: dict[str, str] = field(default_factory=dict)
+    #: the explainer's extra input: classes (N,) int64, or the weights over the output
+    target_name: str = TARGET
+
+    @property
+    def relevance_name(self) -> str:
+        """The output holding the first explained input's relevance."""
+        return next(iter(self.relevances.values()), RELEVANCE)
 
 
 @dataclass
@@ -110,7 +122,12 @@ def compile_explainer(g: ModelGraph, composite: Composite, keep_layers: bool = F
     plan = assign_rules(g, composite)
     b = GraphBuilder(all_names(g.model), store=store_of(g.model), device=device)
     b.reuse(g.consts)
-    seed = _weighted_seed(b, g, seed_times_output) if weights else _seed(b, g, seed_times_output)
+    # the explainer's own inputs and outputs come from the same allocator as every inner name
+    seed_input = b.claim(WEIGHTS if weights else TARGET)
+    relevance_names = {name: b.claim(RELEVANCE if i == 0 else f"{RELEVANCE}/{name}")
+                       for i, name in enumerate(g.sources)}
+    seed = (_weighted_seed(b, g, seed_input, seed_times_output) if weights
+            else _seed(b, g, seed_input, seed_times_output))
     relevance: dict[str, list[str]] = {g.output_name: [seed]}
     shared, layers = SharedTensors(), {}
     for node, handler, rule in reversed(plan):
@@ -131,12 +148,12 @@ def compile_explainer(g: ModelGraph, composite: Composite, keep_layers: bool = F
             raise InvalidInput(f"output {g.output_name!r} of {g.label!r} does not depend on {where} through any "
                                "floating-point path; nothing to explain")
         final = _total(b, relevance[source])
-        outputs[name] = RELEVANCE if i == 0 else f"{RELEVANCE}/{name}"
+        outputs[name] = relevance_names[name]
         b.op("Identity", [final], outputs=[outputs[name]])
         layers[source] = final
-    model, layer_outputs = _assemble(g, b, layers if keep_layers else {}, outputs, weights)
+    model, layer_outputs = _assemble(g, b, layers if keep_layers else {}, outputs, seed_input, weights)
     rules = {node.name: repr(rule) for node, _, rule in plan}
-    return Compiled(model, g.input_name, g.output_name, _num_classes(g), layer_outputs, rules, outputs)
+    return Compiled(model, g.input_name, g.output_name, _num_classes(g), layer_outputs, rules, outputs, seed_input)
 
 
 def _total(b: GraphBuilder, terms: list[str] | None) -> str | None:
@@ -149,18 +166,18 @@ def _num_classes(g: ModelGraph) -> int:
     return int(np.prod(g.shape(g.output_name)[1:], dtype=np.int64))
 
 
-def _weighted_seed(b: GraphBuilder, g: ModelGraph, times_output: bool = True) -> str:
+def _weighted_seed(b: GraphBuilder, g: ModelGraph, weights: str, times_output: bool = True) -> str:
     """weights × output: a mask over a map, a direction in an embedding space, one detection row."""
-    return b.op("Mul", [WEIGHTS, g.output_name], hint="seed") if times_output else b.op("Identity", [WEIGHTS])
+    return b.op("Mul", [weights, g.output_name], hint="seed") if times_output else b.op("Identity", [weights])
 
 
-def _seed(b: GraphBuilder, g: ModelGraph, times_output: bool = True) -> str:
+def _seed(b: GraphBuilder, g: ModelGraph, target: str, times_output: bool = True) -> str:
     """one-hot(target) × output; target -1 picks the predicted (arg-max) class."""
     out = g.output_name
     rank = len(g.shape(out))
     flat = out if rank == 2 else b.op("Flatten", [out], axis=1)
     pred = b.op("ArgMax", [flat], axis=1, keepdims=0)
-    chosen = b.op("Where", [b.op("Less", [TARGET, b.ints(0)]), pred, TARGET], hint="target")
+    chosen = b.op("Where", [b.op("Less", [target, b.ints(0)]), pred, target], hint="target")
     onehot = b.op("OneHot", [chosen, b.ints(_num_classes(g)), b.const([0.0, 1.0])], axis=-1)
     seed = b.op("Mul", [onehot, flat], hint="seed") if times_output else onehot
     if rank != 2:
@@ -169,29 +186,38 @@ def _seed(b: GraphBuilder, g: ModelGraph, times_output: bool = True) -> str:
 
 
 def all_names(model: onnx.ModelProto) -> set[str]:
-    """Every tensor and node name in ``model``, so emitted names cannot collide with them."""
-    names = {t.name for t in model.graph.initializer} | {i.name for i in model.graph.input}
-    for node in model.graph.node:
+    """Every tensor and node name in ``model`` (subgraphs included), so emitted names cannot
+    collide with them."""
+    return _names_in(model.graph)
+
+
+def _names_in(graph: onnx.GraphProto) -> set[str]:
+    names = {t.name for t in graph.initializer}
+    names |= {v.name for v in list(graph.input) + list(graph.output) + list(graph.value_info)}
+    for node in graph.node:
         names.update(node.input)
         names.update(node.output)
         names.add(node.name)
+        for a in node.attribute:
+            for sub in ([a.g] if a.type == onnx.AttributeProto.GRAPH else list(a.graphs)):
+                names |= _names_in(sub)
     return names
 
 
 def _assemble(g: ModelGraph, b: GraphBuilder, layers: dict[str, str], relevances: dict[str, str],
-              weights: bool = False) -> tuple[onnx.ModelProto, dict]:
+              seed_input: str, weights: bool = False) -> tuple[onnx.ModelProto, dict]:
     src = g.model.graph
     inputs = [helper.make_tensor_value_info(vi.name, vi.type.tensor_type.elem_type, _input_dims(g, vi.name))
               for vi in src.input]
-    inputs.append(helper.make_tensor_value_info(WEIGHTS, TensorProto.FLOAT, _dims(g, g.output_name)) if weights
-                  else helper.make_tensor_value_info(TARGET, TensorProto.INT64, ["N"]))
+    inputs.append(helper.make_tensor_value_info(seed_input, TensorProto.FLOAT, _dims(g, g.output_name)) if weights
+                  else helper.make_tensor_value_info(seed_input, TensorProto.INT64, ["N"]))
     outputs = [helper.make_tensor_value_info(out, TensorProto.FLOAT, _dims(g, g.sources[name]))
                for name, out in relevances.items()]
     outputs.append(helper.make_tensor_value_info(g.output_name, TensorProto.FLOAT, _dims(g, g.output_name)))
     layer_nodes, layer_outputs = [], {}
     for tensor, name in layers.items():
-        out_name = layer_outputs[tensor] = f"relevance:{tensor}"
-        layer_nodes.append(helper.make_node("Identity", [name], [out_name], name=f"keep:{tensor}"))
+        out_name = layer_outputs[tensor] = b.claim(f"relevance:{tensor}")
+        layer_nodes.append(helper.make_node("Identity", [name], [out_name], name=b.claim(f"keep:{tensor}")))
         # rank only: an inner tensor's axis 0 need not be the batch (e.g. after a Transpose)
         outputs.append(helper.make_tensor_value_info(out_name, TensorProto.FLOAT, [None] * len(g.shape(tensor))))
     graph = helper.make_graph(forward_nodes(g, b) + b.nodes + layer_nodes, "lrp_explainer", inputs, outputs,

@@ -12,7 +12,7 @@ from . import composites
 from .canonize import canonize
 from .canonize.precision import to_float32
 from .canonize.unroll_rnn import has_recurrent, unroll_recurrent
-from .compile import RELEVANCE, TARGET, WEIGHTS, Compiled, compile_explainer
+from .compile import Compiled, compile_explainer
 from .errors import InvalidInput, InvalidTarget, OnnxLrpError
 from .executor import CUDA, make_session, resolve_providers, run_batched
 from .files import write_atomic
@@ -309,7 +309,7 @@ class Explainer:
         names = list(compiled.relevances.values()) + [compiled.output_name] + list(compiled.layers.values())
         arrays = {name: v for name, (v, _) in inputs.items()}
         axes = {name: axis for name, (_, axis) in inputs.items()}
-        seed_input = WEIGHTS if weights is not None else TARGET
+        seed_input = compiled.target_name
         arrays[seed_input] = weights if weights is not None else targets
         axes[seed_input] = 0
         values = run_batched(session, names, arrays, axes, n, batch_size, self._fixed_batch(),
