@@ -20,7 +20,8 @@ from .names import did_you_mean
 from .graph import FLOAT_TYPES, ModelGraph, declared_shape, explained_inputs, load_detached
 from .weights import materialize
 from .ops.registry import supported_op_types
-from .probe import probe
+from .ceil_pools import check_agreement, specialize_pools
+from .probe import probe, probe_for_rewrite
 from .specialize import specialize
 
 
@@ -195,10 +196,12 @@ class Explainer:
         batches = [fixed] if fixed else [1, 2]
         samples = [self._samples(key, n) for n in batches]
         model = specialize(self.model, samples, self.label)
-        shapes, dtypes = probe(model, samples[0], self.label)
         if has_recurrent(model):  # unrolled at this input's sequence length
-            model = unroll_recurrent(model, shapes)
-            shapes, dtypes = probe(model, samples[0], self.label)
+            rolled, _ = probe_for_rewrite(model, samples[0], self.label)
+            model = unroll_recurrent(model, rolled)
+        shapes, dtypes = probe(model, samples[0], self.label)
+        model, shapes, dtypes = specialize_pools(model, shapes, dtypes)
+        check_agreement(model, samples[0], shapes, self.label)
         axes = {name: axis for name, _, axis in key}
         g = ModelGraph.build(model, self.label, self.input_name, self.output_name, shapes, dtypes,
                              self.input_names, axes)

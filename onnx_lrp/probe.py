@@ -1,7 +1,11 @@
 """Shapes and dtypes of every tensor, read off one onnxruntime run at the compiled input shapes.
 
-Shape inference cannot always see through exporter-generated shape arithmetic; a real run
-always knows. The batch is 1: handlers never bake the batch size into the graph.
+The explainer graph runs in onnxruntime, so the shapes it is built on are the ones onnxruntime
+computes: ONNX shape inference cannot always see through exporter-generated shape arithmetic,
+and where it does determine a shape it can still differ from onnxruntime's (``ceil_mode`` pools
+whose last window starts in the padding; see :mod:`onnx_lrp.ceil_pools`). ``tools/probe_cost.py``
+measures what the run costs at cold start. The batch is 1: handlers never bake the batch size
+into the graph.
 """
 from __future__ import annotations
 
@@ -15,12 +19,31 @@ from .screen import check_elements
 
 def probe(model: onnx.ModelProto, feeds: dict[str, np.ndarray], label: str):
     """(shapes, dtypes) of every tensor the nodes produce, plus the inputs, for the inputs
-    ``feeds`` (batch included): from ONNX shape inference when it determines every tensor, else
-    from a run."""
+    ``feeds`` (batch included), from an onnxruntime run; a tensor that shape inference already
+    sizes beyond the limit is refused before the run allocates it."""
+    screen_sizes(model, feeds, label)
+    return _run(model, feeds, label)
+
+
+def probe_for_rewrite(model: onnx.ModelProto, feeds: dict[str, np.ndarray], label: str):
+    """As :func:`probe`, but from ONNX shape inference when it determines every tensor: for the
+    shape-dependent rewrites (recurrent layers unrolled at the sequence length) of a model that
+    onnxruntime may not run as it is (an LSTM with ``layout=1``). The compiler's shapes come from
+    :func:`probe` on the rewritten model."""
     inferred = _infer(model, feeds, label)
     if inferred is not None:
         return inferred
     return _run(model, feeds, label)
+
+
+def inferred_shapes(model: onnx.ModelProto, feeds: dict[str, np.ndarray]) -> dict[str, tuple]:
+    """The shapes ONNX shape inference fully determines for the inputs ``feeds`` (possibly none)."""
+    shapes = {}
+    for name, vi in _partial_inference(_with_shapes(model, feeds)).items():
+        info = _static(vi)
+        if info is not None:
+            shapes[name] = info[0]
+    return shapes
 
 
 def _given(feeds: dict[str, np.ndarray]):
