@@ -1,0 +1,53 @@
+"""Fuzzing with a fixed seed and few examples (``tools/fuzz.py`` runs the same checks for longer).
+
+Random valid models (see :mod:`fuzz_cases`): the explanation is finite, the explainer's output is
+onnxruntime's output of the original model, LRP-0 conserves when the model has no biases — or a
+documented :class:`onnx_lrp.OnnxLrpError` is raised, never another exception. Mutated model bytes
+are refused with ``ModelLoadError``/``InvalidInput`` (valid mutations — odd or repeated names —
+are explained); they run in a child process so a native crash is a failure, not a lost run.
+"""
+from __future__ import annotations
+
+import collections
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import fuzz_cases as fuzz
+
+FUZZ = settings(max_examples=30, deadline=None, derandomize=True, database=None,
+                suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+
+
+@FUZZ
+@given(st.data(), st.booleans())
+def test_random_valid_models(data, conserving):
+    drawn = fuzz.random_model(fuzz.HypothesisChooser(data), conserving)
+    outcome = fuzz.check_model(drawn)
+    assert outcome.ok, f"{outcome.kind}: {outcome.detail} (ops {drawn.ops})"
+
+
+def test_mutated_model_bytes_are_refused_cleanly():
+    cases = fuzz.mutant_cases(30, seed=0)
+    outcomes = fuzz.run_in_subprocess(cases)
+    failures = [f"{c['kind']}: {o.kind}: {o.detail}" for c, o in zip(cases, outcomes) if not o.ok]
+    assert not failures, "\n".join(failures)
+    # every mutation kind ran, and the broken ones were refused rather than explained
+    kinds = collections.Counter(c["kind"] for c in cases)
+    assert set(kinds) == set(fuzz.MUTATIONS)
+    for c, o in zip(cases, outcomes):
+        if c["kind"] in ("truncate", "cycle", "dangling_input", "bad_raw_data", "wrong_attribute_type", "wrong_dims",
+                         "wrong_element_type"):
+            assert o.kind.startswith("refused"), (c["kind"], o)
+
+
+def test_a_native_crash_in_the_child_is_reported_as_a_failure(monkeypatch):
+    """The subprocess harness itself: a child that dies mid-case yields a failing outcome for
+    that case, and the cases after it still run."""
+    broken = {"bytes": b"not a model".hex(), "x": [[0.0]], "reference": None}
+    cases = [dict(broken, kind="truncate"), dict(broken, kind="abort"), dict(broken, kind="truncate")]
+    monkeypatch.setenv("FUZZ_ABORT_ON", "abort")
+    outcomes = fuzz.run_in_subprocess(cases)
+    assert len(outcomes) == 3
+    assert outcomes[0].ok and outcomes[2].ok
+    assert not outcomes[1].ok and outcomes[1].kind.startswith("native crash")
