@@ -190,18 +190,23 @@ def _same(a: np.ndarray, b: np.ndarray) -> bool:
     return a.shape == b.shape and a.dtype == b.dtype and np.array_equal(a, b, equal_nan=a.dtype.kind == "f")
 
 
-def _evaluate(model: onnx.ModelProto, names: list[str], feeds: dict[str, np.ndarray], label: str) -> dict:
-    """Values of the static tensors ``names`` on ``feeds``, from the nodes they need only."""
-    sub = copy_model(model)
-    made_by = {o: n for n in sub.graph.node for o in n.output if o}
-    keep, stack = set(), list(names)
+def _needed(nodes, made_by: dict, roots: list[str]) -> list[onnx.NodeProto]:
+    """The ``nodes`` (in their order) that ``roots`` depend on, walking back through ``made_by``."""
+    keep, stack = set(), list(roots)
     while stack:
         node = made_by.get(stack.pop())
         if node is None or id(node) in keep:
             continue
         keep.add(id(node))
         stack.extend(reads(node))
-    nodes = [n for n in sub.graph.node if id(n) in keep]
+    return [n for n in nodes if id(n) in keep]
+
+
+def _evaluate(model: onnx.ModelProto, names: list[str], feeds: dict[str, np.ndarray], label: str) -> dict:
+    """Values of the static tensors ``names`` on ``feeds``, from the nodes they need only."""
+    sub = copy_model(model)
+    made_by = {o: n for n in sub.graph.node for o in n.output if o}
+    nodes = _needed(sub.graph.node, made_by, names)
     read = {t for n in nodes for t in reads(n)}
     inputs = [i for i in sub.graph.input if i.name in read]
     del sub.graph.node[:]
@@ -234,14 +239,7 @@ def _fold(model: onnx.ModelProto, fixed: dict[str, np.ndarray]) -> onnx.ModelPro
     out.graph.initializer.extend(make_initializer(name, np.asarray(value), store) for name, value in fixed.items())
     # keep the nodes that something still needs, walking back from the outputs
     made_by = {o: n for n in out.graph.node for o in n.output if o and o not in fixed}
-    keep, stack = set(), [o.name for o in out.graph.output]
-    while stack:
-        node = made_by.get(stack.pop())
-        if node is None or id(node) in keep:
-            continue
-        keep.add(id(node))
-        stack.extend(reads(node))
-    nodes = [n for n in out.graph.node if id(n) in keep]
+    nodes = _needed(out.graph.node, made_by, [o.name for o in out.graph.output])
     # a node that writes a folded tensor and is still needed for another output keeps computing
     # it; the initializer of the same name would then define it twice
     written = {o for n in nodes for o in n.output if o}
