@@ -1,12 +1,15 @@
 """onnxruntime sessions: provider choice and session options."""
 from __future__ import annotations
 
+import os
+import uuid
+
 import numpy as np
 import onnx
 import onnxruntime as ort
 
 from .errors import OnnxLrpError
-from .weights import external_arrays
+from .weights import external_arrays, file_backed, stores_of
 
 CUDA, CPU = "CUDAExecutionProvider", "CPUExecutionProvider"
 #: Full float32 on the GPU: onnxruntime's CUDA provider rounds Conv/MatMul inputs to TF32 (10-bit
@@ -43,8 +46,8 @@ def session_options(optimize: bool = True, threads: int | None = None) -> ort.Se
 
 def make_session(model: onnx.ModelProto, providers: list[str], optimize: bool = True,
                  threads: int | None = None) -> ort.InferenceSession:
-    """A session; in-memory weights (see :mod:`onnx_lrp.weights`) are handed over without copies
-    through the protobuf."""
+    """A session; the detached weights (see :mod:`onnx_lrp.weights`) are memory-mapped from their
+    store's scratch file, so that onnxruntime and the store share one copy."""
     opts = session_options(optimize, threads)
     if any(node.op_type == "QuantizeLinear" for node in model.graph.node):
         # QDQ fusions into integer kernels, and the NCHWc layout's summation order, round differently,
@@ -53,14 +56,39 @@ def make_session(model: onnx.ModelProto, providers: list[str], optimize: bool = 
         opts.add_session_config_entry("session.disable_quant_qdq", "1")
         if optimize:
             opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
-    names, arrays = external_arrays(model)
-    if names:
-        opts.add_external_initializers(names, [ort.OrtValue.ortvalue_from_numpy(a) for a in arrays])
+    path = _file_backed_model(model)
+    if path is None:
+        _hand_over_in_memory(model, opts)
     try:
-        return ort.InferenceSession(model.SerializeToString(), sess_options=opts, providers=providers,
+        return ort.InferenceSession(path or model.SerializeToString(), sess_options=opts, providers=providers,
                                     provider_options=[PROVIDER_OPTIONS.get(p, {}) for p in providers])
     except Exception as exc:  # onnxruntime raises its own types, not OnnxLrpError
         raise _session_error(model, providers, exc) from exc
+    finally:
+        if path is not None:  # the weights stay mapped; the graph file is read
+            os.unlink(path)
+
+
+def _file_backed_model(model: onnx.ModelProto) -> str | None:
+    """The model saved beside its store's scratch file (weights as external data), or None when
+    it has no detached weights or the file cannot be written (then the weights go in memory)."""
+    stores = stores_of(model)
+    if len(stores) != 1:
+        return None
+    try:
+        folder = stores[0].spill().parent
+        path = folder / f"{uuid.uuid4().hex}.onnx"
+        path.write_bytes(file_backed(model).SerializeToString())
+    except OSError:
+        return None
+    return str(path)
+
+
+def _hand_over_in_memory(model: onnx.ModelProto, opts: ort.SessionOptions) -> None:
+    """Weights as OrtValues over the arrays (onnxruntime copies them: they are then held twice)."""
+    names, arrays = external_arrays(model)
+    if names:
+        opts.add_external_initializers(names, [ort.OrtValue.ortvalue_from_numpy(a) for a in arrays])
 
 
 def _session_error(model: onnx.ModelProto, providers: list[str], exc: Exception) -> OnnxLrpError:

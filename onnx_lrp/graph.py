@@ -8,6 +8,7 @@ probed shapes and dtypes of every tensor, the data input, the explained output, 
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,7 +21,7 @@ from .canonize._edit import reads
 from .errors import InvalidInput, ModelLoadError
 from .names import did_you_mean
 from .screen import screen
-from .weights import WeightStore, detach, tensor_value
+from .weights import WeightStore, detach, is_stub, tensor_value
 
 #: Opset every model is brought to before compiling; emitted nodes use its semantics.
 MIN_OPSET = 17
@@ -247,8 +248,32 @@ def _name_nodes(proto: onnx.ModelProto) -> None:
         seen.add(name)
 
 
-def initializers(proto: onnx.ModelProto) -> dict[str, np.ndarray]:
-    return {t.name: tensor_value(t) for t in proto.graph.initializer}
+def initializers(proto: onnx.ModelProto) -> "InitializerValues":
+    return InitializerValues(proto)
+
+
+class InitializerValues(Mapping):
+    """The model's initializers by name, read when asked: a detached weight is looked up in its
+    store each time, so that holding this mapping does not keep an array alive after the store
+    swapped it for its memory-mapped copy (see :meth:`onnx_lrp.weights.WeightStore.spill`)."""
+
+    def __init__(self, proto: onnx.ModelProto):
+        self._tensors = {t.name: t for t in proto.graph.initializer}
+        self._inline: dict[str, np.ndarray] = {}  # small ones, parsed once (the same object each time)
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        tensor = self._tensors[name]
+        if is_stub(tensor):
+            return tensor_value(tensor)
+        if name not in self._inline:
+            self._inline[name] = tensor_value(tensor)
+        return self._inline[name]
+
+    def __iter__(self):
+        return iter(self._tensors)
+
+    def __len__(self) -> int:
+        return len(self._tensors)
 
 
 INT_TYPES = {onnx.TensorProto.INT64, onnx.TensorProto.INT32, onnx.TensorProto.INT16, onnx.TensorProto.INT8,
@@ -373,7 +398,7 @@ class ModelGraph:
     label: str
     input_name: str
     output_name: str
-    consts: dict[str, np.ndarray]
+    consts: Mapping[str, np.ndarray]
     shapes: dict[str, tuple]
     dtypes: dict[str, np.dtype]
     #: explained graph input -> the tensor its explanation starts at (itself, or for integer data

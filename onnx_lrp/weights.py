@@ -1,18 +1,29 @@
-"""Large initializers live in memory, outside the protobuf.
+"""Large initializers live outside the protobuf, held once.
 
 Copying, serialising and re-parsing a model with hundreds of MB of weights dominates start-up
 time, so after loading, every large initializer is replaced in the ``ModelProto`` by a *stub*: a
 tensor marked as external data whose location ``onnx-lrp-memory/<store>/<key>`` names an array in
 a :class:`WeightStore`. Graph passes read values with :func:`tensor_value` and write new ones with
-:func:`make_initializer`; onnxruntime receives the arrays with ``add_external_initializers``
-(:func:`external_arrays`); :func:`materialize` turns stubs back into ordinary tensors to save a
+:func:`make_initializer`; :func:`materialize` turns stubs back into ordinary tensors to save a
 standalone model.
+
+onnxruntime copies every initializer handed over in memory (``add_external_initializers``,
+``add_external_initializers_from_files_in_memory`` and inline tensors alike), which held each
+weight twice. It memory-maps external data *files* instead, so before a session is made the store
+writes its arrays once to a scratch file (:meth:`WeightStore.spill`) and swaps them for read-only
+memory maps of that file: the arrays and onnxruntime's weights are then the same pages of the
+page cache, and every later session (other shapes, ``keep_layers``, gradients) maps them again.
 """
 from __future__ import annotations
 
 import itertools
+import os
+import shutil
+import tempfile
+import threading
 import uuid
 import weakref
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -23,6 +34,8 @@ from .errors import ModelLoadError
 _PREFIX = "onnx-lrp-memory/"
 #: Arrays smaller than this stay inside the protobuf (shapes, scalars, small biases).
 MIN_DETACHED_BYTES = 16384
+#: Arrays start at multiples of this in the scratch file (a page, so that each maps on its own).
+_ALIGN = 4096
 _STORES: "weakref.WeakValueDictionary[str, WeightStore]" = weakref.WeakValueDictionary()
 
 
@@ -33,7 +46,50 @@ class WeightStore:
         self.id = uuid.uuid4().hex
         self.arrays: dict[str, np.ndarray] = {}
         self._keys = itertools.count()
+        self._dir: Path | None = None
+        self._spilled: dict[str, tuple[int, int]] = {}  # key -> (offset, length) in the scratch file
+        self._size = 0
+        self._lock = threading.Lock()
         _STORES[self.id] = self
+
+    @property
+    def file(self) -> Path | None:
+        """The scratch file the arrays were written to, or None before :meth:`spill`."""
+        return self._dir / "weights.bin" if self._dir is not None else None
+
+    def spill(self) -> Path:
+        """Write the arrays not yet in the scratch file to it and replace them by read-only memory
+        maps of it, so that their memory is shared with onnxruntime's (which maps the same file).
+
+        Raises OSError when the file cannot be written (the arrays are then left as they were).
+        """
+        with self._lock:
+            pending = [k for k in self.arrays if k not in self._spilled]
+            if self._dir is None:
+                self._dir = Path(tempfile.mkdtemp(prefix="onnx-lrp-weights-"))
+                weakref.finalize(self, shutil.rmtree, str(self._dir), True)
+            if pending:
+                self._append(pending)
+            return self.file
+
+    def _append(self, keys: list[str]) -> None:
+        placed, end = {}, self._size
+        with open(self.file, "r+b" if self.file.exists() else "wb") as handle:
+            for key in keys:  # at explicit offsets: a failed write leaves nothing to misalign
+                array = np.ascontiguousarray(self.arrays[key])
+                offset = -(-end // _ALIGN) * _ALIGN
+                handle.seek(offset)
+                handle.write(array.reshape(-1).view(np.uint8))
+                placed[key], end = (offset, array.nbytes), offset + array.nbytes
+        self._size = end
+        for key, (offset, length) in placed.items():
+            array = self.arrays[key]
+            self.arrays[key] = np.memmap(self.file, array.dtype, "r", offset, array.shape)
+            self._spilled[key] = (offset, length)
+
+    def file_location(self, key: str) -> tuple[int, int]:
+        """(offset, length) of a spilled array in :attr:`file`."""
+        return self._spilled[key]
 
     def stub(self, name: str, array: np.ndarray) -> onnx.TensorProto:
         key = str(next(self._keys))
@@ -53,6 +109,11 @@ def _stub_location(tensor: onnx.TensorProto) -> str | None:
         if entry.key == "location" and entry.value.startswith(_PREFIX):
             return entry.value[len(_PREFIX):]
     return None
+
+
+def is_stub(tensor: onnx.TensorProto) -> bool:
+    """Whether the initializer is a stub whose array lives in a :class:`WeightStore`."""
+    return _stub_location(tensor) is not None
 
 
 def tensor_value(tensor: onnx.TensorProto) -> np.ndarray:
@@ -96,6 +157,30 @@ def _nbytes(tensor: onnx.TensorProto) -> int:
         return 0  # real external data was loaded by onnx.load; anything left is not ours
     count = int(np.prod(tensor.dims, dtype=np.int64)) if tensor.dims else 1
     return count * 4
+
+
+def stores_of(model: onnx.ModelProto) -> list[WeightStore]:
+    """The stores the model's stubs point into."""
+    ids = {loc.split("/", 1)[0] for loc in map(_stub_location, model.graph.initializer) if loc is not None}
+    return [_STORES[i] for i in sorted(ids)]
+
+
+def file_backed(model: onnx.ModelProto) -> onnx.ModelProto:
+    """A copy of ``model`` whose stubs point into their store's scratch file (see
+    :meth:`WeightStore.spill`) as ordinary ONNX external data, for a model file saved beside it."""
+    out = onnx.ModelProto()
+    out.CopyFrom(model)
+    for tensor in out.graph.initializer:
+        location = _stub_location(tensor)
+        if location is None:
+            continue
+        store_id, key = location.split("/", 1)
+        offset, length = _STORES[store_id].file_location(key)
+        del tensor.external_data[:]
+        for name, value in (("location", "weights.bin"), ("offset", str(offset)), ("length", str(length))):
+            entry = tensor.external_data.add()
+            entry.key, entry.value = name, value
+    return out
 
 
 def external_arrays(model: onnx.ModelProto) -> tuple[list[str], list[np.ndarray]]:

@@ -1,0 +1,122 @@
+"""Detached weights are held once: written to the store's scratch file, memory-mapped by the
+store and by onnxruntime, and shared by every session an Explainer makes."""
+from __future__ import annotations
+
+import gc
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from model_builders import make_model, randn, vi
+from onnx import helper
+
+from onnx_lrp import Explainer
+from onnx_lrp.executor import CPU, make_session
+from onnx_lrp.graph import load_detached
+from onnx_lrp.weights import tensor_value
+
+#: One 4096×4096 float32 weight: 64 MiB, above glibc's largest mmap threshold (32 MiB), so that its
+#: array's memory is returned to the system when freed instead of staying in the heap.
+WIDTH = 4096
+
+
+def dense(width: int = WIDTH, seed: int = 0):
+    """x (N, width) -> MatMul W -> Relu -> MatMul V (width, 3): logits."""
+    w = (randn((width, width), seed) / np.sqrt(width)).astype(np.float32)
+    v = randn((width, 3), seed + 1)
+    nodes = [helper.make_node("MatMul", ["x", "W"], ["h"]), helper.make_node("Relu", ["h"], ["r"]),
+             helper.make_node("MatMul", ["r", "V"], ["y"])]
+    return make_model(nodes, [vi("x", ["N", width])], [vi("y", ["N", 3])], {"W": w, "V": v}), w, v
+
+
+def oracle_epsilon(x, w, v, target, eps=1e-6):
+    """LRP-ε (Bach et al. 2015) for x -> W -> ReLU -> V in float64."""
+    x, w, v = (a.astype(np.float64) for a in (x, w, v))
+    h = x @ w
+    r = np.maximum(h, 0)
+    y = r @ v
+    rel_y = np.zeros_like(y)
+    rel_y[np.arange(len(y)), target] = y[np.arange(len(y)), target]
+    rel_r = r * ((rel_y / (y + eps * np.where(y >= 0, 1, -1))) @ v.T)
+    return x * ((rel_r / (h + eps * np.where(h >= 0, 1, -1))) @ w.T)
+
+
+def rss_anon_mb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("RssAnon:"):
+            return int(line.split()[1]) / 1024
+    pytest.skip("no /proc/self/status RssAnon on this system")
+
+
+def test_explainer_weights_are_mapped_from_one_scratch_file():
+    model, w, v = dense(256)
+    explainer = Explainer(model, composite="epsilon", providers=[CPU])
+    x = randn((2, 256), 5)
+    res = explainer.explain(x)
+    store = explainer._weights
+    assert store.file is not None and store.file.exists()
+    big = [a for a in store.arrays.values() if a.nbytes >= 256 * 256 * 4]
+    assert big and all(isinstance(a, np.memmap) and Path(a.filename) == store.file for a in big)
+    np.testing.assert_allclose(res.relevance, oracle_epsilon(x, w, v, res.target), rtol=1e-4, atol=1e-6)
+    # later sessions (another batch, keep_layers, another shape family member) map the same file
+    again = explainer.explain(x[:1], keep_layers=True)
+    np.testing.assert_allclose(again.relevance, res.relevance[:1], rtol=1e-5, atol=1e-7)
+    assert len(list(store.file.parent.glob("*.onnx"))) == 0  # graph files are removed once read
+
+
+def test_scratch_file_goes_with_the_explainer():
+    model, _, _ = dense(256)
+    explainer = Explainer(model, composite="epsilon", providers=[CPU])
+    explainer.explain(randn((1, 256)))
+    folder = explainer._weights.file.parent
+    del explainer
+    gc.collect()
+    assert not folder.exists()
+
+
+def test_onnxruntime_does_not_copy_the_weights():
+    """Handed over in memory, a session held its own copy of every weight (+64 MiB here, or the
+    store's array kept beside it); spilled, the store's private array is released and the weight
+    lives once, in the page cache that the store and onnxruntime both map."""
+    model, _, _ = dense()
+    proto, _, store = load_detached(model)
+    weight = next(t for t in proto.graph.initializer if t.name == "W")
+    assert tensor_value(weight).nbytes == WIDTH * WIDTH * 4
+    gc.collect()
+    before = rss_anon_mb()
+    session = make_session(proto, [CPU])
+    session.run(None, {"x": randn((1, WIDTH))})
+    gc.collect()
+    grown = rss_anon_mb() - before
+    assert grown < -32, f"private memory changed by {grown:+.1f} MB with 64 MB of weights (expected about -64)"
+    assert isinstance(tensor_value(weight), np.memmap)
+
+
+def test_unwritable_scratch_folder_falls_back_to_memory(monkeypatch):
+    def refuse(*args, **kwargs):
+        raise OSError("read-only file system")
+    monkeypatch.setattr(tempfile, "mkdtemp", refuse)
+    model, w, v = dense(256)
+    explainer = Explainer(model, composite="epsilon", providers=[CPU])
+    x = randn((2, 256), 6)
+    res = explainer.explain(x)
+    assert explainer._weights.file is None
+    np.testing.assert_allclose(res.relevance, oracle_epsilon(x, w, v, res.target), rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.float64, np.int64, np.bool_])
+def test_spilled_arrays_read_back_bit_exact(dtype):
+    model, _, _ = dense(8)
+    proto, _, store = load_detached(model)
+    arrays = [np.asarray(randn((64, 80), seed) > 0 if dtype is np.bool_ else randn((64, 80), seed) * 100, dtype)
+              for seed in range(3)]
+    keys = [store.stub(f"a{i}", a).external_data[0].value.rsplit("/", 1)[1] for i, a in enumerate(arrays)]
+    store.spill()
+    store.spill()  # nothing new: nothing rewritten
+    for key, array in zip(keys, arrays):
+        assert isinstance(store.arrays[key], np.memmap)
+        np.testing.assert_array_equal(store.arrays[key], array)
+        assert store.arrays[key].dtype == array.dtype
+        offset, length = store.file_location(key)
+        assert offset % 4096 == 0 and length == array.nbytes
