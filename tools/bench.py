@@ -272,8 +272,10 @@ def bench_one(name, batch, composite, onnx_path, state_path, fwd, workdir, runs,
     good = pearson >= 0.9999 and rel <= 1e-3
     row = dict(model=name, batch=batch, composite=composite, forward_ms=t_fwd * 1e3, onnx_lrp_ms=t_ours * 1e3,
                zennit_ms=t_theirs * 1e3, speedup=t_theirs / t_ours, x_forward=t_ours / t_fwd,
-               cold_onnx_lrp_s=ours["cold"], cold_zennit_s=theirs["cold"], rss_onnx_lrp_mb=ours["peak_rss_mb"],
-               rss_zennit_mb=theirs["peak_rss_mb"], pearson=pearson, max_rel_diff=rel, agree=good)
+               cold_onnx_lrp_s=ours["cold"], cold_zennit_s=theirs["cold"], rss_forward_mb=fwd["peak_rss_mb"],
+               rss_onnx_lrp_mb=ours["peak_rss_mb"], rss_zennit_mb=theirs["peak_rss_mb"],
+               images_s_onnx_lrp=batch / t_ours, images_s_zennit=batch / t_theirs, pearson=pearson,
+               max_rel_diff=rel, agree=good)
     if "bound_times" in ours:
         row.update(forward_bound_ms=statistics.median(fwd["bound_times"]) * 1e3,
                    onnx_lrp_bound_ms=statistics.median(ours["bound_times"]) * 1e3)
@@ -283,14 +285,16 @@ def bench_one(name, batch, composite, onnx_path, state_path, fwd, workdir, runs,
 def print_table(rows) -> None:
     print()
     print("| model | batch | composite | ORT forward ms | onnx-lrp ms | Zennit ms | speed-up vs Zennit | "
-          "onnx-lrp / forward | cold start onnx-lrp / Zennit s | peak RSS onnx-lrp / Zennit MB | agreement "
-          "(min Pearson, max rel Δ) |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+          "onnx-lrp / forward | images/s onnx-lrp / Zennit | cold start onnx-lrp / Zennit s | "
+          "peak RSS forward / onnx-lrp / Zennit MB | peak RSS onnx-lrp / forward | agreement (min Pearson, max rel Δ) |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         print(f"| {r['model']} | {r['batch']} | {r['composite']} | {r['forward_ms']:.0f} | {r['onnx_lrp_ms']:.0f} | "
               f"{r['zennit_ms']:.0f} | {r['speedup']:.1f}× | {r['x_forward']:.2f}× | "
-              f"{r['cold_onnx_lrp_s']:.1f} / {r['cold_zennit_s']:.1f} | {r['rss_onnx_lrp_mb']:.0f} / "
-              f"{r['rss_zennit_mb']:.0f} | {r['pearson']:.6f}, {r['max_rel_diff']:.1e} {'ok' if r['agree'] else 'FAIL'} |")
+              f"{r['images_s_onnx_lrp']:.1f} / {r['images_s_zennit']:.1f} | "
+              f"{r['cold_onnx_lrp_s']:.1f} / {r['cold_zennit_s']:.1f} | {r['rss_forward_mb']:.0f} / "
+              f"{r['rss_onnx_lrp_mb']:.0f} / {r['rss_zennit_mb']:.0f} | {r['rss_onnx_lrp_mb'] / r['rss_forward_mb']:.2f}× | "
+              f"{r['pearson']:.6f}, {r['max_rel_diff']:.1e} {'ok' if r['agree'] else 'FAIL'} |")
 
 
 def print_bound_table(rows) -> None:
