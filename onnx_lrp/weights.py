@@ -10,8 +10,8 @@ standalone model.
 onnxruntime copies every initializer handed over in memory (``add_external_initializers``,
 ``add_external_initializers_from_files_in_memory`` and inline tensors alike), which held each
 weight twice. It memory-maps external data *files* instead, so before a session is made the store
-writes its arrays once to a scratch file (:meth:`WeightStore.spill`) and swaps them for read-only
-memory maps of that file: the arrays and onnxruntime's weights are then the same pages of the
+writes its arrays once to a scratch file (:meth:`WeightStore.spill`, in /dev/shm where it has
+room, else the temporary folder) and swaps them for read-only memory maps of that file: the arrays and onnxruntime's weights are then the same pages of the
 page cache, and every later session (other shapes, ``keep_layers``, gradients) maps them again.
 """
 from __future__ import annotations
@@ -37,6 +37,22 @@ MIN_DETACHED_BYTES = 16384
 #: Arrays start at multiples of this in the scratch file (a page, so that each maps on its own).
 _ALIGN = 4096
 _STORES: "weakref.WeakValueDictionary[str, WeightStore]" = weakref.WeakValueDictionary()
+
+
+#: A memory-backed file system for the scratch files: writing there is a memory copy, where a disk
+#: would make the first session wait for the write-back on a busy machine.
+_SHM = "/dev/shm"
+
+
+def _scratch_root(nbytes: int) -> str | None:
+    """/dev/shm when it is a writable folder with room for twice ``nbytes`` (containers often give
+    it 64 MB), else None: the system's temporary folder (``TMPDIR``)."""
+    try:
+        stat = os.statvfs(_SHM)
+    except OSError:
+        return None
+    room = stat.f_bavail * stat.f_frsize
+    return _SHM if room >= 2 * nbytes and os.access(_SHM, os.W_OK) else None
 
 
 class WeightStore:
@@ -66,7 +82,8 @@ class WeightStore:
         with self._lock:
             pending = [k for k in self.arrays if k not in self._spilled]
             if self._dir is None:
-                self._dir = Path(tempfile.mkdtemp(prefix="onnx-lrp-weights-"))
+                need = sum(self.arrays[k].nbytes for k in pending)
+                self._dir = Path(tempfile.mkdtemp(prefix="onnx-lrp-weights-", dir=_scratch_root(need)))
                 weakref.finalize(self, shutil.rmtree, str(self._dir), True)
             if pending:
                 self._append(pending)

@@ -65,6 +65,7 @@ def main(argv=None) -> int:
     parser.add_argument("--composites", nargs="+", default=["epsilon", "epsilon_plus_flat"])
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--baseline", type=Path, help="another checkout whose onnx-lrp runs beside this one")
+    parser.add_argument("--workdir", type=Path, help="keep the exported models here (reused when present)")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
@@ -73,8 +74,11 @@ def main(argv=None) -> int:
     sides = [("this", ROOT)] + ([("baseline", args.baseline.resolve())] if args.baseline else [])
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
+        workdir = args.workdir or Path(tmp)
         for name in args.models:
-            onnx_path, _ = bench.prepare(name, Path(tmp))
+            onnx_path = workdir / f"{name}.onnx"
+            if not onnx_path.exists():
+                onnx_path, _ = bench.prepare(name, workdir)
             for batch in args.batches:
                 base = dict(onnx_path=str(onnx_path), batch=batch, runs=args.runs)
                 fwd = spawn(dict(base, side="forward"), ROOT)
