@@ -16,6 +16,7 @@ import numpy as np
 import onnx
 from onnx import helper
 
+from .canonize.editor import NameAllocator
 from .compile import all_names
 from .errors import UnsupportedOp
 from .ops.base import attr
@@ -33,11 +34,11 @@ def specialize_pools(model: onnx.ModelProto, shapes: dict, dtypes: dict) -> tupl
         return model, shapes, dtypes
     model = _copy(model)
     shapes, dtypes = dict(shapes), dict(dtypes)
-    taken = all_names(model)
+    names = NameAllocator(all_names(model))
     added = 0
     for i in pools:
         node = model.graph.node[i + added]
-        new_nodes = _floor_mode(model, node, shapes, dtypes, taken)
+        new_nodes = _floor_mode(model, node, shapes, dtypes, names)
         if new_nodes is not None:
             model.graph.node.pop(i + added)
             for j, n in enumerate(new_nodes):
@@ -46,7 +47,8 @@ def specialize_pools(model: onnx.ModelProto, shapes: dict, dtypes: dict) -> tupl
     return model, shapes, dtypes
 
 
-def _floor_mode(model: onnx.ModelProto, node: onnx.NodeProto, shapes: dict, dtypes: dict, taken: set) -> list | None:
+def _floor_mode(model: onnx.ModelProto, node: onnx.NodeProto, shapes: dict, dtypes: dict,
+                names: NameAllocator) -> list | None:
     """The pool as ``ceil_mode=0`` nodes with end pads that give the probed output size."""
     x, y = node.input[0], node.output[0]
     if x not in shapes or y not in shapes or attr(node, "auto_pad", "NOTSET") not in ("NOTSET", "VALID"):
@@ -68,16 +70,16 @@ def _floor_mode(model: onnx.ModelProto, node: onnx.NodeProto, shapes: dict, dtyp
         # the divisor counts the model's own padding but not the extension: pad with zeros
         # explicitly, then count only real (now padded) positions
         original = resolve_conv_pads(node, in_spatial, kernel, strides, dilations)
-        padded = _fresh(taken, f"{y}/padded")
+        padded = names.fresh(f"{y}/padded")
         shapes[padded] = tuple(shapes[x][:2]) + tuple(s + original[d] + original[n + d]
                                                       for d, s in enumerate(in_spatial))
         dtypes[padded] = dtypes[x]
-        pad_amounts = _fresh(taken, f"{y}/pads")
+        pad_amounts = names.fresh(f"{y}/pads")
         model.graph.initializer.append(onnx.numpy_helper.from_array(
             np.array([0, 0] + original[:n] + [0, 0] + original[n:], np.int64), pad_amounts))
         extension = [0] * n + [pads[n + d] - original[n + d] for d in range(n)]
         attrs["count_include_pad"] = 0
-        pad_node = helper.make_node("Pad", [x, pad_amounts], [padded], name=_fresh(taken, f"{node.name}/pad"))
+        pad_node = helper.make_node("Pad", [x, pad_amounts], [padded], name=names.fresh(f"{node.name}/pad"))
         pool = helper.make_node("AveragePool", [padded], list(node.output), name=node.name, pads=extension, **attrs)
         return [pad_node, pool]
     return [helper.make_node(node.op_type, list(node.input), list(node.output), name=node.name,
@@ -106,12 +108,3 @@ def _copy(model: onnx.ModelProto) -> onnx.ModelProto:
     new = onnx.ModelProto()
     new.CopyFrom(model)
     return new
-
-
-def _fresh(taken: set, base: str) -> str:
-    name, i = base, 0
-    while name in taken:
-        i += 1
-        name = f"{base}_{i}"
-    taken.add(name)
-    return name
