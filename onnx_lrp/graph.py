@@ -7,6 +7,7 @@ probed shapes and dtypes of every tensor, the data input, the explained output, 
 """
 from __future__ import annotations
 
+import heapq
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -116,11 +117,44 @@ def _read_any(model) -> tuple[onnx.ModelProto, str]:
 
 
 def _prepare(proto: onnx.ModelProto, label: str) -> onnx.ModelProto:
+    sort_nodes(proto)
     _check(proto, label)
     proto = _upgrade_opset(proto, label)
     _drop_initializer_inputs(proto)
     _name_nodes(proto)
     return proto
+
+
+def sort_nodes(proto: onnx.ModelProto) -> None:
+    """Put the graph's nodes in topological order, in place, keeping the given order wherever it is one.
+
+    ONNX requires that order, but some tools write nodes after their consumers (onnxruntime's float16
+    converter appends its Casts at the end). A graph with a cycle is left as it is, for the checker
+    to report."""
+    nodes = list(proto.graph.node)
+    made_by = {t: i for i, node in enumerate(nodes) for t in node.output if t}
+    needs = [{made_by[t] for t in reads(node) if t in made_by} - {i} for i, node in enumerate(nodes)]
+    if all(i > max(deps, default=-1) for i, deps in enumerate(needs)):
+        return
+    users: dict[int, list[int]] = {}
+    for i, deps in enumerate(needs):
+        for j in deps:
+            users.setdefault(j, []).append(i)
+    waiting = [len(deps) for deps in needs]
+    ready = [i for i, count in enumerate(waiting) if count == 0]
+    heapq.heapify(ready)
+    order = []
+    while ready:  # always the earliest ready node: an already ordered stretch stays as it was
+        i = heapq.heappop(ready)
+        order.append(i)
+        for u in users.get(i, []):
+            waiting[u] -= 1
+            if waiting[u] == 0:
+                heapq.heappush(ready, u)
+    if len(order) < len(nodes):
+        return  # a cycle
+    del proto.graph.node[:]
+    proto.graph.node.extend(nodes[i] for i in order)
 
 
 def _read_source(model) -> tuple[onnx.ModelProto, str]:

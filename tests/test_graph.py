@@ -31,6 +31,31 @@ def test_load_from_path_str_and_pathlike(tmp_path):
         assert [n.op_type for n in proto.graph.node] == [n.op_type for n in model.graph.node]
 
 
+def test_nodes_written_after_their_consumers_are_sorted():
+    """Some tools (onnxruntime's float16 converter) append nodes after the nodes that read them;
+    loading restores topological order, and the model explains as its ordered twin does."""
+    model = cnn()
+    shuffled = onnx.ModelProto()
+    shuffled.CopyFrom(model)
+    nodes = list(shuffled.graph.node)
+    del shuffled.graph.node[:]
+    shuffled.graph.node.extend(nodes[1:] + nodes[:1])  # the first node last: everything reads it
+    proto, _ = load_model(shuffled)
+    assert [n.name for n in proto.graph.node] == [n.name for n in load_model(model)[0].graph.node]
+    x = randn((2, 3, 8, 8), 1)
+    np.testing.assert_array_equal(_explain(shuffled, x).relevance, _explain(model, x).relevance)
+
+
+def test_a_cycle_is_still_a_load_error():
+    model = cnn()
+    cyclic = onnx.ModelProto()
+    cyclic.CopyFrom(model)
+    first, last = cyclic.graph.node[0], cyclic.graph.node[-1]
+    first.input[0] = last.output[0]  # the first node now reads the last node's output
+    with pytest.raises(onnx_lrp.ModelLoadError):
+        load_model(cyclic)
+
+
 def test_load_from_modelproto_does_not_modify_it():
     model = cnn()
     before = model.SerializeToString()
