@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 import onnx
 
-from .canonize._edit import copy_model, drop_unused_initializers, reads
+from .canonize._edit import copy_model, drop_unused_initializers, needed_by, reads
 from .canonize.identity import remove_identities
 from .errors import InvalidInput
 from .executor import CPU, make_session
@@ -192,13 +192,7 @@ def _same(a: np.ndarray, b: np.ndarray) -> bool:
 
 def _needed(nodes, made_by: dict, roots: list[str]) -> list[onnx.NodeProto]:
     """The ``nodes`` (in their order) that ``roots`` depend on, walking back through ``made_by``."""
-    keep, stack = set(), list(roots)
-    while stack:
-        node = made_by.get(stack.pop())
-        if node is None or id(node) in keep:
-            continue
-        keep.add(id(node))
-        stack.extend(reads(node))
+    keep = needed_by(roots, made_by.get)
     return [n for n in nodes if id(n) in keep]
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 import onnx
 
-from .editor import GraphEditor, reads  # noqa: F401 - reads is used by the passes and graph.py
+from .editor import GraphEditor, needed_by, reads  # noqa: F401 - used by the passes, graph.py, specialize.py
 
 
 def copy_model(model: onnx.ModelProto) -> onnx.ModelProto:

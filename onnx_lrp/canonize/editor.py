@@ -306,6 +306,19 @@ def reads(node: onnx.NodeProto) -> set[str]:
     return names
 
 
+
+def needed_by(roots, producer) -> set[int]:
+    """``id()`` of every node the tensors ``roots`` depend on; ``producer(tensor)`` gives the node
+    writing a tensor (None for inputs and initializers). Subgraph reads count, as in :func:`reads`."""
+    needed, stack = set(), list(roots)
+    while stack:
+        node = producer(stack.pop())
+        if node is None or id(node) in needed:
+            continue
+        needed.add(id(node))
+        stack.extend(reads(node))
+    return needed
+
 def _outer_reads(node: onnx.NodeProto) -> set[str]:
     """What ``node``'s subgraphs read (over-approximated as in :func:`reads`), its own inputs aside."""
     if not any(a.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS) for a in node.attribute):

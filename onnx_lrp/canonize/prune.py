@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import onnx
 
-from ._edit import copy_model, drop_unused_initializers, reads
+from ._edit import copy_model, drop_unused_initializers, needed_by, reads
 from .editor import GraphEditor
 
 
@@ -12,13 +12,7 @@ def prune_to_output(model: onnx.ModelProto, output: str) -> onnx.ModelProto:
     (an unused graph input would still have to be fed to every session)."""
     model = copy_model(model)
     edit = GraphEditor(model)
-    needed, stack = set(), [output]
-    while stack:
-        node = edit.producer(stack.pop())
-        if node is None or id(node) in needed:
-            continue
-        needed.add(id(node))
-        stack.extend(reads(node))
+    needed = needed_by([output], edit.producer)
     for node in edit.nodes():
         if id(node) not in needed:
             edit.remove(node)

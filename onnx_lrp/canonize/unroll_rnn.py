@@ -34,6 +34,7 @@ from onnx import helper
 from ..errors import UnsupportedOp
 from ..weights import tensor_value
 from ._edit import copy_model, drop_unused_initializers
+from .editor import NameAllocator
 
 RECURRENT = ("LSTM", "GRU", "RNN")
 _GATES = {"LSTM": 4, "GRU": 3, "RNN": 1}
@@ -105,8 +106,8 @@ class _Unroller:
         self.model, self.consts, self.made_by, self.shapes = model, consts, made_by, shapes
         self.nodes: list[onnx.NodeProto] = []
         self.inits = model.graph.initializer
-        self.taken = {t.name for t in model.graph.initializer} | {
-            t for n in model.graph.node for t in list(n.input) + list(n.output)}
+        self.names = NameAllocator({t.name for t in model.graph.initializer} | {
+            t for n in model.graph.node for t in list(n.input) + list(n.output)})
         self.hidden = int(_attr(node, "hidden_size"))
         self.layout = int(_attr(node, "layout", 0))
         self.clip = _attr(node, "clip")
@@ -118,7 +119,7 @@ class _Unroller:
         self.linear_before_reset = int(_attr(node, "linear_before_reset", 0))
         self.input_forget = int(_attr(node, "input_forget", 0))
         self.role, self.step, self.steps = "input", None, 0
-        self.node_names = {n.name for n in model.graph.node}
+        self.node_names = NameAllocator(n.name for n in model.graph.node)
         self.stored: dict[tuple, str] = {}  # constants by content
         self.inputs: dict[tuple, str] = {}  # (x_t, h) -> their Concat, shared by the gates of a step
 
@@ -203,15 +204,8 @@ class _Unroller:
                               "sequences to one length and export without sequence_lens")
 
     # --- emitting ----------------------------------------------------------------------
-    def _fresh(self, hint: str, taken: set | None = None) -> str:
-        taken = self.taken if taken is None else taken
-        base = f"{self.node.name}/{self.step or ''}{hint}"
-        name, i = base, 0
-        while name in taken:
-            i += 1
-            name = f"{base}_{i}"
-        taken.add(name)
-        return name
+    def _fresh(self, hint: str, names: NameAllocator | None = None) -> str:
+        return (self.names if names is None else names).fresh(f"{self.node.name}/{self.step or ''}{hint}")
 
     def _doc(self) -> str:
         return json.dumps({DOC_KEY: {"op": self.op, "node": self.node.name, "role": self.role,
