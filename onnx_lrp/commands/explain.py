@@ -6,6 +6,7 @@ import os
 import sys
 import time
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from urllib.parse import quote
 
@@ -13,7 +14,7 @@ import numpy as np
 import onnx
 
 from . import options
-from .. import heatmap, inputs, metadata, render
+from .. import heatmap, inputs, metadata, pipeline, render, resume
 from ..cli import UsageError
 from ..errors import InvalidInput, InvalidTarget, OutputError
 from ..explainer import Explainer
@@ -78,6 +79,8 @@ def add_arguments(parser) -> None:
                      "conservation; sortable and filterable)")
     out.add_argument("--save-explainer", metavar="PATH",
                      help="also save the compiled explainer as a standalone ONNX model")
+    out.add_argument("--resume", action="store_true",
+                     help="skip inputs whose files in --out are complete (from an earlier, interrupted run)")
     options.add_json(out, "the summaries")
     options.add_quiet(out)
 
@@ -106,6 +109,11 @@ class Run:
     html: object = None  # onnx_lrp.html.ExplainReport with --html
     html_path: Path | None = None
     feeds: dict = field(default_factory=dict)
+    threads: pipeline.Threads = field(default_factory=pipeline.Threads.for_cores)
+    skipped: int = 0  # --resume: inputs whose files were complete
+    files_done: int = 0
+    files_total: int = 0
+    stopped: int | None = None  # the exit code of a run stopped by SIGINT/SIGTERM
 
     @property
     def human(self) -> bool:
@@ -119,7 +127,7 @@ def run(args) -> int:
         _explain_files(state, files)
     finally:
         state.progress.close()
-    if args.save_explainer:
+    if args.save_explainer and not state.stopped:
         shape = None if state.first_shape is None else (1,) + state.first_shape
         state.explainer.save(args.save_explainer, input_shape=shape)
     return _finish(state, time.perf_counter() - start)
@@ -148,7 +156,8 @@ def _prepare(args, start: float) -> tuple[Run, list[Path]]:
     integer = explainer._elem[explainer.input_name] not in FLOAT_TYPES
     model_input = inputs.ModelInput.from_dims(explainer.input_name, explainer.input_shape, integer)
     state = Run(args, explainer, model_input, inputs.resolve(given, model_input), labels, target, out,
-                Progress(len(files), enabled=False if args.quiet else None), time.perf_counter() - start)
+                Progress(len(files), enabled=False if args.quiet else None), time.perf_counter() - start,
+                files_total=len(files))
     state.html_path = options.html_path(args, HTML_NAME)
     if state.html_path is not None:
         state.html = _html_report(state)
@@ -163,31 +172,44 @@ def _prepare(args, start: float) -> tuple[Run, list[Path]]:
 
 
 def _explain_files(state: Run, files: list[Path]) -> None:
-    pending: list[inputs.Sample] = []
-    batch = state.args.batch_size or DEFAULT_BATCH
-    for path in files:
-        try:
-            for sample in inputs.load(path, state.model_input, state.pre, state.args.key):
-                bad = int((~np.isfinite(sample.x)).sum())
-                if bad:
-                    _fail(state, sample.where, InvalidInput(f"{sample.where} holds {bad} NaN/Inf values; "
-                                                            "clean or impute them first"))
-                    continue
-                if pending and pending[0].x.shape != sample.x.shape:
-                    _explain_batch(state, pending)
-                    pending = []
-                pending.append(sample)
-                if len(pending) >= batch:
-                    _explain_batch(state, pending)
-                    pending = []
-        except InvalidInput as exc:
-            _fail(state, str(path), exc)
-        state.progress.advance(1, path.name)
-    if pending:
-        _explain_batch(state, pending)
+    """Read, explain and write overlapped (:mod:`onnx_lrp.pipeline`); SIGINT/SIGTERM stop it cleanly."""
+    stages = pipeline.Stages(read=partial(_read, state), admit=partial(_admit, state),
+                             explain=partial(_explain_batch, state), done=partial(_file_done, state))
+    with pipeline.StopSignal() as stop:
+        state.files_done = pipeline.run(files, stages, state.args.batch_size or DEFAULT_BATCH, state.threads, stop)
+    state.stopped = stop.exit_code
 
 
-def _explain_batch(state: Run, samples: list[inputs.Sample]) -> None:
+def _read(state: Run, path: Path):
+    """The samples of one file (on a reader thread), with its errors as actions that record them."""
+    try:
+        for sample in inputs.load(path, state.model_input, state.pre, state.args.key):
+            bad = int((~np.isfinite(sample.x)).sum())
+            if bad:
+                yield partial(_fail, state, sample.where, InvalidInput(f"{sample.where} holds {bad} NaN/Inf "
+                                                                       "values; clean or impute them first"))
+            else:
+                yield sample
+    except InvalidInput as exc:
+        yield partial(_fail, state, str(path), exc)
+
+
+def _admit(state: Run, sample: inputs.Sample):
+    """Name the sample (in input order); with --resume, a job recording it when its outputs are complete."""
+    sample.name = render.unique_name(sample.name, state.names)
+    summary = resume.complete_summary(state.out, sample, state.args.keep_layers) if state.args.resume else None
+    if summary is None:
+        return None
+    state.skipped += 1
+    return partial(_write_skipped, state, sample, summary)
+
+
+def _file_done(state: Run, path: Path) -> None:
+    state.progress.advance(1, path.name)
+
+
+def _explain_batch(state: Run, samples: list[inputs.Sample]) -> list:
+    """Explain one batch on this thread; returns a write job per sample (run on a writer thread)."""
     x = _as_input_dtype(state.explainer, np.concatenate([s.x for s in samples]))
     shape = x.shape[1:]
     feeds = _batch_feeds(state, len(x))
@@ -198,18 +220,13 @@ def _explain_batch(state: Run, samples: list[inputs.Sample]) -> None:
         result = state.explainer.explain(x, target=state.target, keep_layers=state.args.keep_layers,
                                          batch_size=state.args.batch_size, feeds=feeds or None)
     except InvalidInput as exc:
-        for s in samples:
-            _fail(state, s.where, exc)
-        return
+        return [lambda s=s, exc=exc: partial(_fail, state, s.where, exc) for s in samples]
     explain_s = time.perf_counter() - start
     if state.first_shape is None:
         state.first_shape = shape
-    for i, sample in enumerate(samples):
-        try:
-            _write_sample(state, sample, result, i, {"load": state.load_s, "compile": compile_s if i == 0 else 0.0,
-                                                     "explain": explain_s, "batch": len(samples)})
-        except InvalidInput as exc:  # e.g. a NaN relevance the heatmap refuses
-            _fail(state, sample.where, exc)
+    return [partial(_write_sample, state, sample, result, i, {"load": state.load_s, "compile": compile_s if i == 0
+                                                              else 0.0, "explain": explain_s, "batch": len(samples)})
+            for i, sample in enumerate(samples)]
 
 
 def _as_input_dtype(explainer, x: np.ndarray) -> np.ndarray:
@@ -247,23 +264,43 @@ def _compile(state: Run, shape: tuple) -> float:
     return state.compiled[shape]
 
 
-def _write_sample(state: Run, sample: inputs.Sample, result, i: int, timings: dict) -> None:
-    name = render.unique_name(sample.name, state.names)
+def _write_sample(state: Run, sample: inputs.Sample, result, i: int, timings: dict):
+    """Write one input's files (on a writer thread); returns the action recording it (main thread)."""
+    name = sample.name
     start = time.perf_counter()
     relevance = result.relevance[i:i + 1]
     layers = {k: v[i:i + 1] for k, v in result.layers.items()} if state.args.keep_layers else None
-    files = render.write_result(state.out, name, relevance, state.pre, state.args.cmap, sample.image, layers)
+    try:
+        files = render.write_result(state.out, name, relevance, state.pre, state.args.cmap, sample.image, layers)
+    except InvalidInput as exc:  # e.g. a NaN relevance the heatmap refuses
+        return partial(_fail, state, sample.where, exc)
     timings = {**timings, "write": time.perf_counter() - start}
     files["summary"] = str(state.out / f"{name}.json")
     summary = summarize(state, sample, name, result, i, files, timings)
     uniform = _uniform_note(state, relevance)
     if uniform:
         summary["notes"].append(uniform)
-    render.save_json(files["summary"], summary)
-    state.results.append(summary)
+    card = _card(state, sample, summary, relevance, layers)
+    render.save_json(files["summary"], summary)  # last: a summary on disk means every file is complete
+    return partial(_record, state, summary, card, uniform)
+
+
+def _write_skipped(state: Run, sample: inputs.Sample, summary: dict):
+    """--resume: an input whose files are complete gets only its report card (on a writer thread)."""
+    card = None
     if state.html is not None:
-        _add_card(state, sample, summary, relevance, layers)
-    if state.human:
+        relevance = np.load(summary["files"]["relevance"], allow_pickle=False)
+        layers = dict(np.load(summary["files"]["layers"])) if state.args.keep_layers else None
+        card = _card(state, sample, summary, relevance, layers)
+    return partial(_record, state, summary, card, None, printed=False)
+
+
+def _record(state: Run, summary: dict, card, uniform: str | None, printed: bool = True) -> None:
+    """Record one written input (main thread, input order): its result, report card and line."""
+    state.results.append(summary)
+    if card is not None:
+        state.html.add_card(card)
+    if state.human and printed:
         state.progress.write(_summary_line(summary), file=sys.stdout)
         if uniform and not state.warned_uniform:
             state.warned_uniform = True
@@ -332,14 +369,17 @@ def _finish(state: Run, total_s: float) -> int:
         doc = {"model": str(state.args.model), "composite": state.args.composite,
                "providers": list(state.explainer.providers), "out": str(state.out),
                "notes": list(state.explainer.notes), "results": state.results, "errors": state.errors,
-               "timings_s": {"load": round(state.load_s, 4), "total": round(total_s, 4)}}
+               "skipped": state.skipped, "timings_s": {"load": round(state.load_s, 4), "total": round(total_s, 4)}}
         print(json.dumps(doc, indent=2, allow_nan=False))
     elif state.human and state.results:
-        if len(state.results) == 1:
+        explained = len(state.results) - state.skipped
+        if len(state.results) == 1 and explained == 1:
             print("wrote " + ", ".join(state.results[0]["files"].values()))
         else:
-            print(f"explained {len(state.results)} inputs in {total_s:.1f} s; heatmaps, relevance and "
+            print(f"explained {explained} inputs in {total_s:.1f} s; heatmaps, relevance and "
                   f"summaries in {str(state.out)}/")
+        if state.skipped:
+            print(f"skipped {state.skipped} inputs whose files in {str(state.out)}/ were complete (--resume)")
         if state.args.save_explainer:
             print(f"saved the explainer to {state.args.save_explainer}")
         if page is not None:
@@ -347,6 +387,10 @@ def _finish(state: Run, total_s: float) -> int:
     if failed and len(state.results) + failed > 1:
         print(f"onnx-lrp: error: {failed} of {len(state.results) + failed} inputs failed (see above)",
               file=sys.stderr)
+    if state.stopped:
+        print(f"onnx-lrp: stopped after {state.files_done} of {state.files_total} input files; rerun with --resume "
+              "to continue", file=sys.stderr)
+        return state.stopped
     return 1 if failed else 0
 
 
@@ -368,16 +412,18 @@ def _html_report(state: Run):
     return ExplainReport(f"onnx-lrp: {Path(str(args.model)).name}", facts, state.explainer.notes, args.cmap)
 
 
-def _add_card(state: Run, sample: inputs.Sample, summary: dict, relevance: np.ndarray, layers) -> None:
-    """The input's card: its picture (the image, or the array read back through the preprocessing),
-    overlay and heatmap; links to its files, relative to the page."""
+def _card(state: Run, sample: inputs.Sample, summary: dict, relevance: np.ndarray, layers):
+    """The input's card (None without --html): its picture (the image, or the array read back through
+    the preprocessing), overlay and heatmap; links to its files, relative to the page."""
     from ..html import picture_from_input
 
+    if state.html is None:
+        return None
     picture = sample.image if sample.image is not None else picture_from_input(sample.x, state.pre)
     here = state.html_path.resolve().parent
     links = {kind: quote(Path(os.path.relpath(Path(path).resolve(), here)).as_posix())
              for kind, path in summary["files"].items()}
-    state.html.add(summary, picture, render.relevance_map(relevance, state.pre), layers, links)
+    return state.html.card(summary, picture, render.relevance_map(relevance, state.pre), layers, links)
 
 
 # --- helpers ---------------------------------------------------------------------------------

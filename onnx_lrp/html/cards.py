@@ -213,7 +213,14 @@ class ExplainReport:
         self.failed: list[tuple[str, str]] = []
 
     def add(self, summary: dict, picture=None, rmap=None, layers=None, links=None, tokens=None) -> Card:
-        card = make_card(summary, picture, rmap, self.cmap, layers, links, tokens, lazy_layers=True)
+        return self.add_card(self.card(summary, picture, rmap, layers, links, tokens))
+
+    def card(self, summary: dict, picture=None, rmap=None, layers=None, links=None, tokens=None) -> Card:
+        """The card :meth:`add` adds, made without adding it (thread-safe: writers make cards, then the
+        run adds them in input order with :meth:`add_card`)."""
+        return make_card(summary, picture, rmap, self.cmap, layers, links, tokens, lazy_layers=True)
+
+    def add_card(self, card: Card) -> Card:
         self.cards.append(card)
         return card
 
