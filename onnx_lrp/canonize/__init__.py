@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 import onnx
 
 from .constants import fold_constants
+from .contrib_ops import expand_contrib_ops
 from .dense_bias import fuse_dense_bias
 from .dequantize import dequantize_weights
 from .fold_batchnorm import fold_batchnorm
@@ -22,7 +23,7 @@ from .strip_softmax import strip_softmax
 
 __all__ = ["canonize", "Canonized", "fold_constants", "fold_batchnorm", "fuse_bias",
            "remove_identities", "prune_to_output", "strip_softmax", "fold_scale", "fold_linear_affine",
-           "restore_softmax", "fuse_dense_bias", "dequantize_weights"]
+           "restore_softmax", "fuse_dense_bias", "dequantize_weights", "expand_contrib_ops"]
 
 
 @dataclass
@@ -39,6 +40,7 @@ def canonize(model: onnx.ModelProto, output: str, strip_squashers: bool = True) 
     model = fold_constants(dequantize_weights(model))
     # prune first: with one graph output left, an Identity copying another output away is removable
     model = prune_to_output(model, output)
+    model = expand_contrib_ops(model)  # onnxruntime's fused transformer ops, on the pruned graph
     model = remove_identities(model)
     model = restore_softmax(model)
     model, output, stripped = strip_softmax(model, output) if strip_squashers else (model, output, None)
