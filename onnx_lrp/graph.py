@@ -224,13 +224,26 @@ def _check_element_types(proto: onnx.ModelProto, label: str) -> None:
                                  "re-export it")
 
 
+#: Ops onnxruntime defines in the default ONNX domain, which the checker does not know (its
+#: transformer optimizer writes them; canonization expands them, see onnx_lrp.canonize.contrib_ops).
+ORT_DEFAULT_DOMAIN_OPS = {"SimplifiedLayerNormalization"}
+
+
 def _checkable(proto: onnx.ModelProto) -> onnx.ModelProto:
-    """The checker insists on reading external data; in-memory weights become typed inputs."""
+    """The checker insists on reading external data; in-memory weights become typed inputs. It
+    also rejects onnxruntime's ops in the default domain: the view files them under com.microsoft."""
     stubs = [t for t in proto.graph.initializer if t.data_location == onnx.TensorProto.EXTERNAL]
-    if not stubs:
+    ort_ops = any(n.op_type in ORT_DEFAULT_DOMAIN_OPS and n.domain in ("", "ai.onnx") for n in proto.graph.node)
+    if not stubs and not ort_ops:
         return proto
     view = onnx.ModelProto()
     view.CopyFrom(proto)
+    if ort_ops:
+        for node in view.graph.node:
+            if node.op_type in ORT_DEFAULT_DOMAIN_OPS and node.domain in ("", "ai.onnx"):
+                node.domain = "com.microsoft"
+        if all(o.domain != "com.microsoft" for o in view.opset_import):
+            view.opset_import.append(onnx.helper.make_opsetid("com.microsoft", 1))
     names = {t.name for t in stubs}
     kept = [t for t in view.graph.initializer if t.name not in names]
     del view.graph.initializer[:]
