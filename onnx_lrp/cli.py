@@ -30,8 +30,8 @@ from .errors import OnnxLrpError
 PROG = "onnx-lrp"
 
 DEFAULT_COMMAND = "explain"
-#: modules of onnx_lrp.commands that are not subcommands
-HELPERS = {"options"}
+#: modules of onnx_lrp.commands that are not subcommands (text: the explain command's text runs)
+HELPERS = {"options", "text"}
 
 
 def _discover() -> dict[str, str]:

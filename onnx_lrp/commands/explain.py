@@ -13,7 +13,7 @@ from urllib.parse import quote
 import numpy as np
 import onnx
 
-from . import options
+from . import options, text
 from .. import heatmap, inputs, metadata, pipeline, render, resume
 from ..cli import UsageError
 from ..errors import InvalidInput, InvalidTarget, OutputError
@@ -49,7 +49,8 @@ HTML_NAME = "index.html"
 
 def add_arguments(parser) -> None:
     parser.add_argument("model", metavar="MODEL", help="the ONNX model file")
-    parser.add_argument("input", metavar="INPUT", help=".npy, .npz, image file, or a directory of these")
+    parser.add_argument("input", metavar="INPUT", nargs="?",
+                        help=".npy, .npz, image file, or a directory of these; or a text for a model taking token ids")
 
     lrp = options.add_composite(parser)
     options.add_target(lrp)
@@ -83,6 +84,7 @@ def add_arguments(parser) -> None:
                      help="skip inputs whose files in --out are complete (from an earlier, interrupted run)")
     options.add_json(out, "the summaries")
     options.add_quiet(out)
+    text.add_arguments(parser)
 
 
 # --- the run -----------------------------------------------------------------------------------
@@ -121,6 +123,8 @@ class Run:
 
 
 def run(args) -> int:
+    if text.wanted(args):  # a text for a model taking token ids: commands/text.py
+        return text.run(args)
     start = time.perf_counter()
     state, files = _prepare(args, start)
     try:

@@ -41,11 +41,20 @@ def nonnegative_float(text: str) -> float:
     return value
 
 
+class _Default(str):
+    """A default value told apart from the same value given on the command line (:func:`is_default`)."""
+
+
+def is_default(value) -> bool:
+    """Whether an option's value is its default rather than given (options made with a ``_Default``)."""
+    return isinstance(value, _Default)
+
+
 # --- groups --------------------------------------------------------------------------------------
 def add_composite(parser, default: str = composites.DEFAULT):
     """``--composite`` with ``--low/--high`` (epsilon_gamma_box) and ``--rule/--op-rule``; returns the group."""
     group = parser.add_argument_group("explanation")
-    group.add_argument("--composite", default=default, choices=composites.names(), metavar="NAME",
+    group.add_argument("--composite", default=_Default(default), choices=composites.names(), metavar="NAME",
                        help=f"LRP rules to use: {', '.join(composites.names())} (default %(default)s)")
     group.add_argument("--low", type=float, nargs="+", metavar="V",
                        help="lowest input value for epsilon_gamma_box, one or one per channel "
