@@ -29,6 +29,9 @@ Keys
     batch axis. Unknown fields are ignored.
 ``onnx_lrp.labels``
     A JSON list of class names; index ``i`` names output column ``i``.
+``onnx_lrp.tokenizer``
+    A JSON object ``{"file": "NAME.tokenizer.json"}``: the HuggingFace tokenizer of a model that
+    takes token ids, a file in the model's directory (read by :mod:`onnx_lrp.text`).
 
 Command-line flags (``--size``, ``--layout``, ``--scale``, ``--mean``, ``--std``, ``--channels``,
 ``--labels``) override the metadata field by field.

@@ -53,4 +53,5 @@ def legend(relevance, colour: bool) -> str:
 
 def _painted(text: str, rgb) -> str:
     r, g, b = (int(c) for c in rgb)
-    return f"\x1b[48;2;{r};{g};{b}m\x1b[38;2;0;0;0m{text}{RESET}"
+    ink = 0 if 0.299 * r + 0.587 * g + 0.114 * b > 110 else 255  # black on light colours, white on dark
+    return f"\x1b[48;2;{r};{g};{b}m\x1b[38;2;{ink};{ink};{ink}m{text}{RESET}"

@@ -223,9 +223,9 @@ def test_target_text_needs_one_vector_per_text(capsys, tmp_path, tokenizer_file)
 # --- the terminal --------------------------------------------------------------------------------
 def test_colours_red_for_positive_and_blue_for_negative():
     text = tokens_text(["for", "zero", "against"], [2.0, 0.0, -2.0], colour=True)
-    assert "\x1b[48;2;255;0;0m\x1b[38;2;0;0;0mfor\x1b[0m" in text
+    assert "\x1b[48;2;255;0;0m\x1b[38;2;255;255;255mfor\x1b[0m" in text
     assert "\x1b[48;2;255;255;255m\x1b[38;2;0;0;0mzero\x1b[0m" in text
-    assert "\x1b[48;2;0;0;255m\x1b[38;2;0;0;0magainst\x1b[0m" in text
+    assert "\x1b[48;2;0;0;255m\x1b[38;2;255;255;255magainst\x1b[0m" in text  # white ink on dark blue
     assert tokens_text(["for", "against"], [2.0, -0.5], colour=False) == "for(+2) against(-0.5)"
 
 
