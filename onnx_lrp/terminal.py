@@ -26,6 +26,7 @@ def use_colour(stream) -> bool:
 def tokens_text(tokens, relevance, colour: bool, width: int = 100) -> str:
     """The tokens as lines of at most ``width`` characters: coloured (``colour``), else ``token(+0.123)``."""
     r = np.asarray(relevance, np.float64).reshape(-1)
+    tokens = [_printable(t) for t in tokens]
     if not colour:
         return textwrap.fill(" ".join(f"{t}({v:+.3g})" for t, v in zip(tokens, r)), width,
                              break_long_words=False, break_on_hyphens=False)
@@ -49,6 +50,11 @@ def legend(relevance, colour: bool) -> str:
     low, mid, high = apply_cmap([0.0, 0.5, 1.0], CMAP)
     return (f"{_painted(f'-{top:.3g}', low)} {_painted(' 0 ', mid)} {_painted(f'+{top:.3g}', high)}"
             "  (red: for the target, blue: against it)")
+
+
+def _printable(token: str) -> str:
+    """Control characters (an escape sequence in a token) shown as escapes, never sent to the terminal."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in str(token))
 
 
 def _painted(text: str, rgb) -> str:

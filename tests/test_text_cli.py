@@ -212,6 +212,17 @@ def test_usage_errors(capsys, tmp_path, tokenizer_file, extra, message):
     assert code == 2 and message in err
 
 
+def test_a_file_as_text_input_points_to_text_file(capsys, tmp_path, tokenizer_file):
+    (tmp_path / "notes.txt").write_text(SENTENCE, encoding="utf-8")
+    code, _, err = run(capsys, ENCODER, tmp_path / "notes.txt", "--tokenizer", tokenizer_file, "--out", tmp_path)
+    assert code == 2 and "--text-file" in err
+
+
+def test_control_characters_in_tokens_do_not_reach_the_terminal():
+    assert tokens_text(["a\x1b[2Jb"], [1.0], colour=False) == "a\\x1b[2Jb(+1)"
+    assert "\x1b[2J" not in tokens_text(["a\x1b[2Jb"], [1.0], colour=True)
+
+
 def test_target_text_needs_one_vector_per_text(capsys, tmp_path, tokenizer_file):
     hidden = next(n.output[0] for n in onnx.load(str(ENCODER)).graph.node
                   if n.op_type == "LayerNormalization" and "output/LayerNorm" in n.name)  # the last hidden state

@@ -35,6 +35,8 @@ examples:
   onnx-lrp model.onnx batch.npy --json > summary.json
   onnx-lrp model.onnx photos/ --html --out report
       also report/index.html: every input as a card, sortable and filterable, one file
+  onnx-lrp encoder.onnx "a sentence" --tokenizer tokenizer.json --target-text "another sentence"
+      a model taking token ids: tokens coloured by relevance, NAME.tokens.html, NAME.json
 
 INPUT: a .npy (one sample, or a batch when it has the model's rank) or .npz (every array, or --key)
 holding the model's input as is; an image (.png, .jpg, ...) preprocessed as the model's

@@ -154,6 +154,9 @@ def _text(args) -> tuple[str, str]:
         return text, Path(args.text_file).stem or "text"
     if args.input is None:
         raise UsageError("missing the text: give it as INPUT or with --text-file FILE")
+    if Path(args.input).is_file():
+        raise UsageError(f"INPUT {args.input!r} is a file; to explain the text it holds pass --text-file "
+                         f"{args.input!r}")
     text = args.input.strip()
     if not text:
         raise TextError("the text is empty; give a sentence (or --text-file FILE)")
