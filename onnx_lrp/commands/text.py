@@ -29,7 +29,7 @@ TEXT_COMPOSITE = "attnlrp"
 #: flags of the explain command that are about images and arrays, not text
 NOT_FOR_TEXT = {"size": "--size", "layout": "--layout", "channels": "--channels", "scale": "--scale",
                 "mean": "--mean", "std": "--std", "key": "--key", "keep_layers": "--keep-layers",
-                "save_explainer": "--save-explainer", "html": "--html"}
+                "save_explainer": "--save-explainer", "html": "--html", "resume": "--resume"}
 NAME_WORDS = 6
 
 
