@@ -44,10 +44,13 @@ class ResizeHandler(Handler):
                                     "linear in the input")
         if attr(node, "keep_aspect_ratio_policy", "stretch") != "stretch":
             raise unsupported(node, "keep_aspect_ratio_policy other than 'stretch'")
-        for t in node.input[1:]:
-            if t and g.const(t) is None:
-                raise unsupported(node, "its roi, scales or sizes are computed at run time; onnx-lrp needs them "
-                                        "constant (export with a fixed scale factor)")
+        for i, t in enumerate(node.input[1:], start=1):
+            # sizes computed at run time are fine: the interpolation follows from the input and
+            # output sizes alone, which the probe gives at the compiled shape (a dynamic-batch
+            # export writes them as Concat(Shape(x)[:1], sizes), which the batch keeps at run time)
+            if t and g.const(t) is None and not (node.op_type == "Resize" and i == 3):
+                raise unsupported(node, "its roi or scales are computed at run time; onnx-lrp needs them "
+                                        "constant (export with a fixed scale factor or output size)")
         in_shape, out_shape = g.shape(node.input[0]), g.shape(node.output[0])
         if in_shape[0] != out_shape[0]:
             raise unsupported(node, "it resizes the batch axis")

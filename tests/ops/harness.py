@@ -57,7 +57,8 @@ TERMS = 64
 FULL_JACOBIAN_MAX = 1024
 
 _ONNX_TYPE = {np.dtype(np.float32): TensorProto.FLOAT, np.dtype(np.float64): TensorProto.DOUBLE,
-              np.dtype(np.float16): TensorProto.FLOAT16, np.dtype(np.int64): TensorProto.INT64}
+              np.dtype(np.float16): TensorProto.FLOAT16, np.dtype(np.int64): TensorProto.INT64,
+              np.dtype(np.bool_): TensorProto.BOOL}
 
 
 def onnx_type(dtype) -> int:

@@ -76,6 +76,41 @@ def test_norm_rule_conserves_on_linear_upsampling():
     np.testing.assert_allclose(relevance.reshape(2, -1).sum(1), R.reshape(2, -1).sum(1), rtol=1e-5)
 
 
+@pytest.mark.parametrize("mode", ["nearest", "linear"])
+def test_sizes_computed_from_the_batch_size(mode):
+    """``F.interpolate(size=...)`` exported with a dynamic batch: sizes = Concat(Shape(x)[:1], C, H, W),
+    computed at run time (they hold the batch). Found by tools/fuzz.py (seed 2000023): refused before."""
+    sample = (2, 3, 4)
+    prefix = [("Shape", ["x"], "batch", {"start": 0, "end": 1}),
+              ("Concat", ["batch", sizes(2, 5, 7)], "sizes", {"axis": 0})]
+    model = node_model("Resize", sample, ["x", "", "", "sizes"], prefix=prefix, mode=mode)
+    rng = np.random.default_rng(4)
+    x = rng.uniform(0.1, 1.0, (3, *sample)).astype(np.float32)
+    # the gradient is the transposed map: <J^T e_t, v> = f(v)_t for this linear f, at batch 3
+    gradient = Explainer(model, composite=Composite(type_map={"Resize": Gradient()}))
+    v = rng.standard_normal((3, *sample)).astype(np.float32)
+    f_v = session(model).run(None, {"x": v})[0].reshape(3, -1)
+    targets = [0, 7, 69]
+    result = gradient.explain(x, target=targets)
+    assert result.output.shape == (3, 2, 5, 7)
+    np.testing.assert_allclose(result.output, session(model).run(None, {"x": x})[0], rtol=1e-6)
+    for n, t in enumerate(targets):
+        y_t = result.output.reshape(3, -1)[n, t]
+        np.testing.assert_allclose(float((result.relevance[n] * v[n]).sum()) / y_t, f_v[n, t], rtol=1e-5, atol=1e-6)
+    # Norm conserves through it
+    result = Explainer(model, composite=Composite(type_map={"Resize": Norm(0.0)})).explain(x, target=targets)
+    np.testing.assert_allclose(result.relevance.reshape(3, -1).sum(1), result.target_output, rtol=1e-5)
+
+
+def test_scales_computed_from_the_data_are_refused():
+    prefix = [("ReduceSum", ["x"], "total", {"keepdims": 0}),  # 0·Σx + (1, 1, 2, 2): from the data
+              ("Mul", ["total", np.float32(0.0)], "zero", {}),
+              ("Add", ["zero", scales(1, 1, 2, 2)], "scales", {})]
+    model = node_model("Resize", (2, 3, 4), ["x", NO_ROI, "scales"], prefix=prefix, mode="nearest")
+    with pytest.raises(UnsupportedOp, match="scales or sizes depend on the data"):
+        Case(model, (2, 3, 4))
+
+
 @pytest.mark.parametrize("attrs,match", [
     (dict(mode="linear", coordinate_transformation_mode="tf_crop_and_resize"), "tf_crop_and_resize"),
 ])
