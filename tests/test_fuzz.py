@@ -1,8 +1,9 @@
 """Fuzzing with a fixed seed and few examples (``tools/fuzz.py`` runs the same checks for longer).
 
 Random valid models (see :mod:`fuzz_cases`): the explanation is finite, the explainer's output is
-onnxruntime's output of the original model, LRP-0 conserves when the model has no biases — or a
-documented :class:`onnx_lrp.OnnxLrpError` is raised, never another exception. Mutated model bytes
+onnxruntime's output of the original model, LRP-0 (CP-LRP on attention) conserves when the model
+has no biases, the gradient program matches finite differences — or a documented
+:class:`onnx_lrp.OnnxLrpError` is raised, never another exception. Mutated model bytes
 are refused with ``ModelLoadError``/``InvalidInput`` (valid mutations — odd or repeated names —
 are explained); they run in a child process so a native crash is a failure, not a lost run.
 """
@@ -10,10 +11,15 @@ from __future__ import annotations
 
 import collections
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import fuzz_cases as fuzz
+
+#: Seeds drawing, per kind, a model that exercises the kind's new ops (attention with a Where mask,
+#: an embedding, a layout=1 recurrent layer, ...).
+KIND_SEEDS = {"image": 91, "sequence": 23, "tokens": 14, "recurrent": 1, "vector": 1}
 
 FUZZ = settings(max_examples=30, deadline=None, derandomize=True, database=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
@@ -25,6 +31,16 @@ def test_random_valid_models(data, conserving):
     drawn = fuzz.random_model(fuzz.HypothesisChooser(data), conserving)
     outcome = fuzz.check_model(drawn)
     assert outcome.ok, f"{outcome.kind}: {outcome.detail} (ops {drawn.ops})"
+
+
+@pytest.mark.parametrize("kind", fuzz.KINDS)
+def test_one_model_of_each_kind(kind):
+    """A bias-free model of each kind (image, sequence with attention, token ids, recurrent,
+    vector) from a fixed seed, so every kind runs in CI whatever hypothesis draws."""
+    drawn = fuzz.random_model(fuzz.NumpyChooser(KIND_SEEDS[kind]), conserving=True, kind=kind)
+    outcome = fuzz.check_model(drawn)
+    assert outcome.ok, f"{outcome.kind}: {outcome.detail} (ops {drawn.ops})"
+    assert outcome.kind == "explained", outcome  # the seeds are chosen to draw models that are explained
 
 
 def test_mutated_model_bytes_are_refused_cleanly():
