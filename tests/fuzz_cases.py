@@ -118,7 +118,7 @@ class _Net:
         self.input_type, self.input_shape = TensorProto.FLOAT, ()
         #: why LRP-0 / CP-LRP do not conserve on this model (empty: they must)
         self.lossy = {"lrp0": set(), "cp_lrp": set()}
-        #: zeros padded in: a normalisation after them makes them non-zero constants (biases)
+        #: zeros padded or filled in: a normalisation after them makes them non-zero constants (biases)
         self.zero_padded = False
 
     def name(self, hint: str) -> str:
@@ -353,6 +353,7 @@ def _where(c, net, t, sample):
     else:
         value = 0.0 if other == "zero" or net.conserving else c.choice([-1e9, 1.5])
         fill = net.const(np.float32(value), "fill")
+        net.zero_padded = True
     return net.op("Where", [mask, t, fill] if c.boolean() else [net.op("Not", [mask]), fill, t])
 
 
