@@ -249,3 +249,29 @@ def test_colour_only_on_a_terminal_without_no_color(monkeypatch):
     assert use_colour(Terminal()) and not use_colour(object())
     monkeypatch.setenv("NO_COLOR", "1")
     assert not use_colour(Terminal())
+
+
+# --- the trained sentence encoder of the README (built locally; ~90 MB, not in CI) -------------------
+MINILM = pathlib.Path(__file__).parents[1] / "build" / "minilm" / "all-MiniLM-L6-v2.onnx"
+PHONE = "The new phone has a great camera but the battery dies quickly."
+PHOTOS = "This smartphone takes excellent photos."
+
+
+@pytest.mark.skipif(not MINILM.is_file(), reason="all-MiniLM-L6-v2 not built (python tools/build_minilm.py)")
+def test_readme_minilm_similarity(capsys, tmp_path):
+    code, out, err = run(capsys, MINILM, PHONE, "--target-text", PHOTOS, "--out", tmp_path, "--json")
+    assert code == 0, err
+    doc = json.loads(out)
+    tokenizer = Tokenizer.from_file(str(MINILM.with_name("all-MiniLM-L6-v2.tokenizer.json")))
+    tokenizer.no_padding()
+
+    def inputs(text):
+        e = tokenizer.encode(text)
+        return {"input_ids": np.array([e.ids]), "attention_mask": np.array([e.attention_mask]),
+                "token_type_ids": np.array([e.type_ids])}
+
+    assert doc["tokens"] == tokenizer.encode(PHONE).tokens
+    expected, _ = api_relevance(MINILM, inputs(PHONE), embedding(MINILM, inputs(PHOTOS)))
+    np.testing.assert_allclose(doc["relevance"], expected, rtol=1e-4, atol=1e-6)
+    top = [doc["tokens"][i] for i in np.argsort(doc["relevance"])[::-1][:2]]
+    assert sorted(top) == ["camera", "phone"]

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import sys
 from pathlib import Path
 
@@ -193,7 +194,8 @@ def _print(args, doc: dict, result, notes: list) -> None:
     colour = use_colour(sys.stdout)
     for note in notes:
         print(f"note: {note}")
-    print(tokens_text(result.tokens, result.relevance, colour))
+    width = shutil.get_terminal_size((100, 24)).columns if colour else 100
+    print(tokens_text(result.tokens, result.relevance, colour, width))
     print(legend(result.relevance, colour))
     ratio = "" if doc["conservation"] is None else f" ({doc['conservation']:.3g} × the explained value)"
     print(f"explained: {describe_target(doc)}; relevance sum {doc['relevance_sum']:.4g}{ratio}")
