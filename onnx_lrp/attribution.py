@@ -51,7 +51,8 @@ class GradientComposite(Composite):
 
 class Attributor:
     """The compiled programs one model needs for attributions: its forward pass (target scores)
-    and the gradient of a target output, one onnxruntime session per input shape.
+    and the gradient of a target output, one onnxruntime session per input shape, kept in the
+    explainer's cache of recent shapes (:attr:`Explainer.sessions`, bounded by its ``cache_size``).
 
     Parameters
     ----------
@@ -62,9 +63,15 @@ class Attributor:
 
     def __init__(self, explainer: Explainer):
         self.explainer = explainer
-        self._gradient: dict[tuple, tuple[Compiled, object]] = {}
         self._forward = None
         self._lrp: dict[Composite, Explainer] = {}
+
+    def close(self) -> None:
+        """Release the forward session and the explainers of other composites."""
+        self._forward = None
+        for sibling in self._lrp.values():
+            sibling.close()
+        self._lrp.clear()
 
     # --- model facts ---------------------------------------------------------------------
     @property
@@ -82,10 +89,14 @@ class Attributor:
     # --- forward ---------------------------------------------------------------------------
     def forward(self, x: np.ndarray, batch_size: int | None = None) -> np.ndarray:
         """The explained output (logits when a softmax was stripped), flattened to (N, C)."""
-        if self._forward is None:
-            self._forward = make_session(self.explainer.model, self.explainer.providers)
+        session = self._forward
+        if session is None:
+            with self.explainer.sessions.lock:
+                if self._forward is None:
+                    self._forward = make_session(self.explainer.model, self.explainer.providers)
+                session = self._forward
         x = np.ascontiguousarray(x, dtype=np.float32)
-        out = self._run(self._forward, [self.explainer.output_name], {self.input_name: x}, batch_size)[0]
+        out = self._run(session, [self.explainer.output_name], {self.input_name: x}, batch_size)[0]
         return out.reshape(len(x), -1)
 
     def scores(self, x: np.ndarray, target: np.ndarray, batch_size: int | None = None) -> np.ndarray:
@@ -115,13 +126,14 @@ class Attributor:
                          batch_size)[0]
 
     def _gradient_program(self, sample_shape) -> tuple[Compiled, object]:
-        key = tuple(int(d) for d in sample_shape)
-        if key not in self._gradient:
-            graph = self.explainer.graph(key)
-            compiled = compile_explainer(graph, GradientComposite(), seed_times_output=False,
-                                         device=self.explainer.device)
-            self._gradient[key] = (compiled, make_session(compiled.model, self.explainer.providers))
-        return self._gradient[key]
+        e = self.explainer
+        key = e._shape_key(tuple(int(d) for d in sample_shape))
+
+        def compile_gradient(graph):
+            compiled = compile_explainer(graph, GradientComposite(), seed_times_output=False, device=e.device)
+            return compiled, make_session(compiled.model, e.providers)
+
+        return e.sessions.program(key, ("gradient",), lambda: e._build_graph(key), compile_gradient)
 
     # --- LRP -------------------------------------------------------------------------------
     def lrp(self, composite=None, **composite_kwargs) -> Explainer:
@@ -130,11 +142,12 @@ class Attributor:
             return self.explainer
         e = self.explainer
         key = composites.get(composite or e.composite, **composite_kwargs)  # equal composites, one explainer
-        if key not in self._lrp:
-            self._lrp[key] = Explainer(materialize(e.source_model), composite=key, providers=e.providers,
-                                       output=e.output_name if e.output_name in _outputs(e.source_model) else None,
-                                       input_name=e.input_name)
-        return self._lrp[key]
+        with e.sessions.lock:
+            if key not in self._lrp:
+                output = e.output_name if e.output_name in _outputs(e.source_model) else None
+                self._lrp[key] = Explainer(materialize(e.source_model), composite=key, providers=e.providers,
+                                           output=output, input_name=e.input_name, cache_size=e.sessions.size)
+            return self._lrp[key]
 
     def _run(self, session, names, inputs, batch_size=None):
         """Run ``session`` in chunks (see :func:`onnx_lrp.executor.run_batched`)."""

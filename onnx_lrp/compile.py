@@ -59,6 +59,8 @@ class Compiled:
     relevances: dict[str, str] = field(default_factory=dict)
     #: the explainer's extra input: classes (N,) int64, or the weights over the output
     target_name: str = TARGET
+    #: what must live as long as this program: the :class:`onnx_lrp.sessions.Lease` of its shape
+    lease: object = field(default=None, repr=False, compare=False)
 
     @property
     def relevance_name(self) -> str:

@@ -1,7 +1,6 @@
 """The public API: :class:`Explainer` compiles a model once per input shape and explains batches."""
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,6 +21,7 @@ from .weights import materialize
 from .ops.registry import supported_op_types
 from .ceil_pools import check_agreement, specialize_pools
 from .probe import probe, probe_for_rewrite
+from .sessions import DEFAULT_CACHE_SIZE, SessionCache
 from .specialize import specialize
 
 
@@ -121,6 +121,12 @@ class Explainer:
         None for a model whose inputs have no batch axis (axis 0 is time, a frame sequence): the
         whole input is one sample, targets index the whole output, and the results carry a
         leading batch axis of 1.
+    cache_size : int or None
+        How many input shapes keep their compiled graphs and onnxruntime sessions (default 8, see
+        :mod:`onnx_lrp.sessions`): each new shape (image size, sequence length) is compiled once,
+        and beyond ``cache_size`` shapes the least recently used one is forgotten and its memory
+        released, so that inputs of ever new shapes do not grow memory without bound. None keeps
+        every shape. Batch sizes share one program.
     **composite_kwargs
         Passed to the preset, e.g. ``low=``, ``high=`` for ``epsilon_gamma_box``.
     """
@@ -129,7 +135,8 @@ class Explainer:
     _attributor = None
 
     def __init__(self, model, composite="epsilon_plus_flat", providers=None, output=None, input_name=None,
-                 output_name=None, batch_axis=0, strip_squashers=True, **composite_kwargs):
+                 output_name=None, batch_axis=0, strip_squashers=True, cache_size=DEFAULT_CACHE_SIZE,
+                 **composite_kwargs):
         proto, self.label, self._weights = load_detached(model)
         proto, precision_note = to_float32(proto)
         self.source_model = proto
@@ -161,11 +168,12 @@ class Explainer:
         self.composite = composites.get(composite, **composite_kwargs)
         self.composite.check_model(self.model, self.label, supported_op_types())
         self.providers = resolve_providers(providers)
-        self._graphs: dict[tuple, ModelGraph] = {}
-        self._sessions: dict[tuple, tuple] = {}
-        # one compile at a time: threads sharing the explainer would otherwise compile the same shape
-        # twice and walk one ModelGraph's memo together; running a compiled session needs no lock
-        self._compiling = threading.RLock()
+        #: the graphs and sessions of the most recently used input shapes (shared with the
+        #: :class:`~onnx_lrp.attribution.Attributor`); its lock makes one compile at a time: threads
+        #: sharing the explainer would otherwise compile the same shape twice and walk one
+        #: ModelGraph's memo together; running a compiled session needs no lock
+        self.sessions = SessionCache(cache_size, self._weights)
+        self._compiling = self.sessions.lock
 
     @property
     def device(self) -> str:
@@ -176,9 +184,27 @@ class Explainer:
     def sources(self) -> dict[str, str]:
         """Explained input -> the tensor its explanation starts at, for the last compiled shape
         (integer inputs start at the first floating-point tensor computed from them)."""
-        if not self._graphs:
+        entry = self.sessions.most_recent()
+        if entry is None or entry.graph is None:
             return {name: name for name in self.input_names}
-        return dict(next(reversed(self._graphs.values())).sources)
+        return dict(entry.graph.sources)
+
+    def close(self) -> None:
+        """Release the compiled sessions, the attributor's and the scratch file of the detached
+        weights (see :mod:`onnx_lrp.weights`). The explainer stays usable: it compiles again when
+        next asked. Call it when no explanation is running; ``with Explainer(...) as e:`` does."""
+        with self._compiling:
+            self.sessions.clear()
+            if self._attributor is not None:
+                self._attributor.close()
+            self._weights.close()
+
+    def __enter__(self) -> "Explainer":
+        return self
+
+    def __exit__(self, *exc) -> bool:
+        self.close()
+        return False
 
     # --- compile -----------------------------------------------------------------------
     def graph(self, sample_shape) -> ModelGraph:
@@ -186,11 +212,10 @@ class Explainer:
         of the first explained input, or a dict input name -> one sample's dims (an input without
         a batch axis: its whole shape)."""
         key = self._shape_key(sample_shape)
-        with self._compiling:
-            return self._graphs[key] if key in self._graphs else self._build_graph(key)
+        return self.sessions.graph(key, lambda: self._build_graph(key))
 
     def _build_graph(self, key: tuple) -> ModelGraph:
-        """Build, probe and index the graph for one shape key (under the compile lock)."""
+        """Build, probe and index the graph for one shape key (under the cache's lock)."""
         self._check_reads()
         fixed = self._fixed_batch()
         batches = [fixed] if fixed else [1, 2]
@@ -206,7 +231,6 @@ class Explainer:
         g = ModelGraph.build(model, self.label, self.input_name, self.output_name, shapes, dtypes,
                              self.input_names, axes)
         g.batched = self.batch_axis is not None
-        self._graphs[key] = g
         return g
 
     def compile(self, sample_shape, keep_layers: bool = False, weights: bool = False) -> Compiled:
@@ -215,16 +239,14 @@ class Explainer:
         return self._session(self._shape_key(sample_shape), keep_layers, weights)[0]
 
     def _session(self, key: tuple, keep_layers: bool, weights: bool = False):
-        with self._compiling:
-            return self._compiled_session(key, keep_layers, weights)
-
-    def _compiled_session(self, key: tuple, keep_layers: bool, weights: bool):
-        if (key, keep_layers, weights) not in self._sessions:
-            compiled = compile_explainer(self.graph(key), self.composite, keep_layers, weights=weights,
-                                         device=self.device)
+        """(Compiled, session) of the LRP program for shape ``key``, from the cache or compiled."""
+        def compile_lrp(g):
+            compiled = compile_explainer(g, self.composite, keep_layers, weights=weights, device=self.device)
             compiled.model.metadata_props.extend(self.source_model.metadata_props)
-            self._sessions[(key, keep_layers, weights)] = (compiled, make_session(compiled.model, self.providers))
-        return self._sessions[(key, keep_layers, weights)]
+            return compiled, make_session(compiled.model, self.providers)
+
+        return self.sessions.program(key, ("lrp", keep_layers, weights), lambda: self._build_graph(key),
+                                     compile_lrp)
 
     def _shape_key(self, sample_shape) -> tuple:
         """((input name, shape without the batch axis, batch axis or None), ...) over every input

@@ -461,6 +461,8 @@ class ModelGraph:
     relevant: set[str] = field(default_factory=set)
     _memo: dict = field(default_factory=dict, repr=False)
     _order_cache: dict | None = field(default=None, repr=False)
+    #: what must live as long as this graph: the :class:`onnx_lrp.sessions.Lease` of its shape
+    lease: object = field(default=None, repr=False, compare=False)
 
     @classmethod
     def build(cls, model, label, input_name, output_name, shapes, dtypes, explained=None,

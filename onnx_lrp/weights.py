@@ -13,9 +13,16 @@ weight twice. It memory-maps external data *files* instead, so before a session 
 writes its arrays once to a scratch file (:meth:`WeightStore.spill`, in /dev/shm where it has
 room, else the temporary folder) and swaps them for read-only memory maps of that file: the arrays and onnxruntime's weights are then the same pages of the
 page cache, and every later session (other shapes, ``keep_layers``, gradients) maps them again.
+
+Arrays derived for one input shape (folded shape arithmetic, a rule's modified weights) are
+recorded while that shape is built (:meth:`WeightStore.recording`) and released with it
+(:meth:`WeightStore.release`, see :mod:`onnx_lrp.sessions`): their pages of the scratch file are
+freed and reused, so that a long run over many shapes keeps the file as large as the shapes it
+still holds. :meth:`WeightStore.close` deletes the file.
 """
 from __future__ import annotations
 
+import ctypes
 import itertools
 import os
 import shutil
@@ -63,8 +70,12 @@ class WeightStore:
         self.arrays: dict[str, np.ndarray] = {}
         self._keys = itertools.count()
         self._dir: Path | None = None
+        self._remove_dir = None  # the finalizer that deletes the scratch folder
         self._spilled: dict[str, tuple[int, int]] = {}  # key -> (offset, length) in the scratch file
         self._size = 0
+        self._free: list[tuple[int, int]] = []  # page-aligned [start, end) of the file no array uses
+        self._released: list[str] = []  # keys to forget at the next chance (see release)
+        self._recorders = threading.local()
         self._lock = threading.Lock()
         _STORES[self.id] = self
 
@@ -80,29 +91,94 @@ class WeightStore:
         Raises OSError when the file cannot be written (the arrays are then left as they were).
         """
         with self._lock:
-            pending = [k for k in self.arrays if k not in self._spilled]
+            self._drain()
+            arrays = self.arrays.copy()
+            pending = [k for k in arrays if k not in self._spilled]
             if self._dir is None:
-                need = sum(self.arrays[k].nbytes for k in pending)
+                need = sum(arrays[k].nbytes for k in pending)
                 self._dir = Path(tempfile.mkdtemp(prefix="onnx-lrp-weights-", dir=_scratch_root(need)))
-                weakref.finalize(self, shutil.rmtree, str(self._dir), True)
+                self._remove_dir = weakref.finalize(self, shutil.rmtree, str(self._dir), True)
             if pending:
                 self._append(pending)
             return self.file
 
     def _append(self, keys: list[str]) -> None:
-        placed, end = {}, self._size
+        placed = {}
         with open(self.file, "r+b" if self.file.exists() else "wb") as handle:
             for key in keys:  # at explicit offsets: a failed write leaves nothing to misalign
                 array = np.ascontiguousarray(self.arrays[key])
-                offset = -(-end // _ALIGN) * _ALIGN
+                offset = self._place(array.nbytes)
                 handle.seek(offset)
                 handle.write(array.reshape(-1).view(np.uint8))
-                placed[key], end = (offset, array.nbytes), offset + array.nbytes
-        self._size = end
+                placed[key] = (offset, array.nbytes)
         for key, (offset, length) in placed.items():
             array = self.arrays[key]
             self.arrays[key] = np.memmap(self.file, array.dtype, "r", offset, array.shape)
             self._spilled[key] = (offset, length)
+
+    def _place(self, nbytes: int) -> int:
+        """The offset for an array of ``nbytes``: the first freed range it fits in, else the end."""
+        for i, (start, end) in enumerate(self._free):
+            if end - start >= nbytes:
+                rest = _aligned(start + nbytes)
+                self._free[i:i + 1] = [(rest, end)] if rest < end else []
+                return start
+        offset = _aligned(self._size)
+        self._size = offset + nbytes
+        return offset
+
+    def recording(self, keys: list[str]):
+        """A context in which every array this thread stores has its key appended to ``keys`` (to
+        :meth:`release` them together later)."""
+        return _Recording(self._recorders, keys)
+
+    def release(self, keys) -> None:
+        """Forget the arrays of ``keys`` (no stub may refer to them any more) and free their pages
+        of the scratch file for reuse. Safe from a finalizer: when another call holds the store,
+        the keys are forgotten at the next :meth:`spill`, :meth:`release` or :meth:`close`."""
+        self._released.extend(keys)
+        if self._lock.acquire(blocking=False):
+            try:
+                self._drain()
+            finally:
+                self._lock.release()
+
+    def _drain(self) -> None:
+        """Forget the released keys (under the lock)."""
+        while self._released:
+            key = self._released.pop()
+            self.arrays.pop(key, None)
+            span = self._spilled.pop(key, None)
+            if span is not None:
+                self._free_range(span[0], _aligned(span[0] + span[1]))
+
+    def _free_range(self, start: int, end: int) -> None:
+        """Give the file's pages [start, end) back to the system and keep them for reuse."""
+        _punch_hole(self.file, start, end)
+        ranges = sorted(self._free + [(start, end)])
+        merged = [ranges[0]]
+        for lo, hi in ranges[1:]:
+            if lo <= merged[-1][1]:
+                merged[-1] = (merged[-1][0], max(hi, merged[-1][1]))
+            else:
+                merged.append((lo, hi))
+        if merged[-1][1] >= _aligned(self._size):  # the tail: appending starts there again
+            self._size = merged.pop()[0]
+        self._free = merged
+
+    def close(self) -> None:
+        """Delete the scratch file. Arrays already mapped from it stay readable (the system keeps
+        a deleted file's pages while they are mapped); a later :meth:`spill` writes a new one."""
+        with self._lock:
+            self._drain()
+            if self._remove_dir is not None:
+                self._remove_dir()
+            self._dir, self._remove_dir = None, None
+            self._spilled, self._free, self._size = {}, [], 0
+
+    def used_bytes(self) -> int:
+        """Bytes of arrays held (in memory or in the scratch file)."""
+        return sum(a.nbytes for a in self.arrays.copy().values())
 
     def file_location(self, key: str) -> tuple[int, int]:
         """(offset, length) of a spilled array in :attr:`file`."""
@@ -111,12 +187,64 @@ class WeightStore:
     def stub(self, name: str, array: np.ndarray) -> onnx.TensorProto:
         key = str(next(self._keys))
         self.arrays[key] = np.ascontiguousarray(array)
+        recording = getattr(self._recorders, "keys", None)
+        if recording:
+            recording[-1].append(key)
         tensor = onnx.TensorProto(name=name, data_type=onnx.helper.np_dtype_to_tensor_dtype(array.dtype))
         tensor.dims.extend(array.shape)
         tensor.data_location = onnx.TensorProto.EXTERNAL
         entry = tensor.external_data.add()
         entry.key, entry.value = "location", f"{_PREFIX}{self.id}/{key}"
         return tensor
+
+
+class _Recording:
+    """See :meth:`WeightStore.recording`; nested recordings credit the innermost."""
+
+    def __init__(self, recorders: threading.local, keys: list[str]):
+        self._recorders, self._keys = recorders, keys
+
+    def __enter__(self):
+        if not hasattr(self._recorders, "keys"):
+            self._recorders.keys = []
+        self._recorders.keys.append(self._keys)
+        return self._keys
+
+    def __exit__(self, *exc):
+        self._recorders.keys.pop()
+        return False
+
+
+def _aligned(offset: int) -> int:
+    return -(-offset // _ALIGN) * _ALIGN
+
+
+def _fallocate():
+    try:
+        fallocate = ctypes.CDLL(None, use_errno=True).fallocate
+    except (OSError, AttributeError):  # not Linux
+        return None
+    fallocate.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64]
+    return fallocate
+
+
+_FALLOCATE = _fallocate()
+_PUNCH_HOLE = 0x01 | 0x02  # FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE
+
+
+def _punch_hole(path: Path | None, start: int, end: int) -> None:
+    """Free the pages of ``path`` in [start, end) (they read as zeros); where the file system
+    cannot, the range is only reused."""
+    if _FALLOCATE is None or path is None or end <= start:
+        return
+    try:
+        fd = os.open(path, os.O_RDWR)
+    except OSError:
+        return
+    try:
+        _FALLOCATE(fd, _PUNCH_HOLE, start, end - start)
+    finally:
+        os.close(fd)
 
 
 def _stub_location(tensor: onnx.TensorProto) -> str | None:

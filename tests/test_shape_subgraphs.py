@@ -84,7 +84,7 @@ def test_shape_arithmetic_is_folded_and_the_batch_stays_free():
     for n in (1, 4):  # one compiled graph serves any batch
         result = explainer.explain(randn((n, 5, 4), seed=n), target=1)
         assert result.relevance.shape == (n, 5, 4)
-        assert len(explainer._sessions) == 1
+        assert explainer.sessions.programs() == 1
 
 
 def test_class_token_and_position_embedding_are_constants():
