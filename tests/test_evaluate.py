@@ -83,9 +83,17 @@ def test_fail_over_and_per_method_gates(data, capsys):
 
 
 def test_usage_and_gate_errors(data, capsys):
-    assert run_cli(data, "centre.onnx", "--methods", "nope") == 1
-    assert "unknown method 'nope'" in capsys.readouterr().err
-    assert run_cli(data, "centre.onnx", "--fail-under", "aopc=3") == 1
+    # checked before the evaluation runs: usage errors (exit 2), one line listing the valid choices
+    assert run_cli(data, "centre.onnx", "--methods", "nope") == 2
+    err = capsys.readouterr().err
+    assert "unknown method 'nope'" in err and "'integrated_gradients'" in err and len(err.strip().splitlines()) == 1
+    assert run_cli(data, "centre.onnx", "--methods", "occlusion:windw=4") == 2
+    assert "no option 'windw' (did you mean 'window'?); its options: ['window', 'stride'" in capsys.readouterr().err
+    assert run_cli(data, "centre.onnx", "--methods", "lrp", "lrp") == 2
+    assert "listed twice" in capsys.readouterr().err
+    assert run_cli(data, "centre.onnx", "--metrics", "pointing") == 2
+    assert "unknown metric 'pointing'" in capsys.readouterr().err
+    assert run_cli(data, "centre.onnx", "--fail-under", "aopc=3") == 2
     assert "unknown metric 'aopc'" in capsys.readouterr().err
     assert run_cli(data, "centre.onnx", "--metrics", "region_perturbation", "--fail-under",
                    "relevance_mass_accuracy=0.1") == 1

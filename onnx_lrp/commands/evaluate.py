@@ -15,6 +15,8 @@ from .. import inputs, metadata, render
 from ..attribution import METHODS
 from ..cli import UsageError
 from ..evaluation import DEFAULT_METHODS, DEFAULT_METRICS, METRIC_GROUPS, Gate, Report, Settings, evaluate
+from ..errors import InvalidInput
+from ..evaluation.run import method_specs, metric_groups
 from ..evaluation.settings import parse_literal
 from ..explainer import Explainer
 from ..graph import ReadModel
@@ -32,7 +34,8 @@ EXAMPLES = """examples:
 --html adds report.html there (or writes it to --html PATH): one file to open or send.
 methods: """ + ", ".join(METHODS) + """ (options as name:key=value,key=value)
 metrics: """ + ", ".join(METRIC_GROUPS) + """
-exit codes: 0 all gates pass, 1 a gate failed or an error, 2 usage error"""
+exit codes: 0 all gates pass, 1 a gate failed or an error, 2 usage error (an unknown method, method
+option, metric or gate included)"""
 
 
 def add_arguments(parser) -> None:
@@ -89,8 +92,8 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    # gates and options are checked before the (slow) evaluation so that a typo fails at once
-    gates = _gates(args)
+    # methods, metrics and gates are checked before the (slow) evaluation so that a typo fails at once
+    gates = _checked_usage(args)
     html = options.html_path(args, "report.html")
     model = ReadModel.read(args.model)  # read once: metadata here, the graph in the Explainer
     meta = metadata.from_proto(model.proto, repr(args.model))
@@ -124,8 +127,15 @@ def run(args) -> int:
     return 0 if report.passed else 1
 
 
-def _gates(args) -> list[Gate]:
-    return [Gate.parse(g, "under") for g in args.fail_under] + [Gate.parse(g, "over") for g in args.fail_over]
+def _checked_usage(args) -> list[Gate]:
+    """The gates, with ``--methods``, ``--metrics`` and the gates checked: a mistake there is a
+    usage error (exit 2) naming the valid choices."""
+    try:
+        method_specs(args.methods)
+        metric_groups(args.metrics)
+        return [Gate.parse(g, "under") for g in args.fail_under] + [Gate.parse(g, "over") for g in args.fail_over]
+    except InvalidInput as exc:
+        raise UsageError(str(exc)) from exc
 
 
 def _settings(args) -> Settings:

@@ -7,6 +7,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from ..files import write_atomic
+from ..html.charts import axis_limits
 
 #: Distinct colours (Okabe–Ito, colour-blind safe) for the methods, in order.
 PALETTE = [(0, 114, 178), (213, 94, 0), (0, 158, 115), (204, 121, 167), (230, 159, 0), (86, 180, 233),
@@ -28,7 +29,7 @@ def plot_perturbation_curves(curves: dict, path, title: str = "region perturbati
     draw = ImageDraw.Draw(image)
     font = ImageFont.load_default()
     values = [np.asarray(c, np.float64) for _, m, l in curves.values() for c in (m, l) if c is not None]
-    low, high = _limits(np.concatenate(values) if values else np.zeros(1))
+    low, high = axis_limits(np.concatenate(values) if values else np.zeros(1))
     box = (MARGIN_LEFT, MARGIN_TOP, WIDTH - MARGIN_RIGHT, HEIGHT - MARGIN_BOTTOM)
 
     def to_px(fx, fy):
@@ -52,15 +53,6 @@ def plot_perturbation_curves(curves: dict, path, title: str = "region perturbati
         draw.text((lx + 28, legend_y + 16), f"{method} LeRF", fill="black", font=font)
         legend_y += 40
     return _save(image, Path(path))
-
-
-def _limits(values: np.ndarray) -> tuple[float, float]:
-    finite = values[np.isfinite(values)]
-    if finite.size == 0:
-        return 0.0, 1.0
-    low, high = float(finite.min()), float(finite.max())
-    pad = 0.05 * (high - low) if high > low else max(abs(high), 1.0) * 0.1
-    return low - pad, high + pad
 
 
 def _axes(draw, font, box, low, high, to_px):

@@ -38,9 +38,8 @@ def evaluate(model, inputs, *, masks=None, methods=DEFAULT_METHODS, metrics=DEFA
     settings = settings or Settings()
     explainer = model if isinstance(model, Explainer) else Explainer(
         model, composite=composite or "epsilon_plus_flat", providers=providers)
-    specs = [m if isinstance(m, MethodSpec) else MethodSpec.parse(m) for m in methods]
-    _unique_labels(specs)
-    groups = _metric_groups(metrics)
+    specs = method_specs(methods)
+    groups = metric_groups(metrics)
     items, total = iter_items(explainer, inputs)
     mask_of = mask_source(masks, input_files(inputs))
     report = Report(str(explainer.label), methods={s.label: {"method": s.name, "options": s.options} for s in specs},
@@ -188,14 +187,19 @@ def _finite_mean(values) -> float:
     return float(v.mean()) if v.size else float("nan")
 
 
-def _unique_labels(specs):
+def method_specs(methods) -> list[MethodSpec]:
+    """``methods`` (names, ``"name:key=value"`` strings or :class:`MethodSpec`) parsed and checked:
+    known names and options, no label twice (raises :class:`InvalidInput`)."""
+    specs = [m if isinstance(m, MethodSpec) else MethodSpec.parse(m) for m in methods]
     labels = [s.label for s in specs]
     dup = {label for label in labels if labels.count(label) > 1}
     if dup:
         raise InvalidInput(f"methods {sorted(dup)!r} are listed twice")
+    return specs
 
 
-def _metric_groups(metrics) -> list[str]:
+def metric_groups(metrics) -> list[str]:
+    """The metric groups that compute ``metrics`` (group or column names; raises :class:`InvalidInput`)."""
     groups = []
     for m in metrics:
         group = m if m in METRIC_GROUPS else next((g for g, cols in METRIC_GROUPS.items() if m in cols), None)

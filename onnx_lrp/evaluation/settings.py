@@ -1,12 +1,12 @@
 """What an evaluation measures and how: metric groups, :class:`Settings`, method specs and gates."""
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass, field
 
 from . import metrics as M
 from ..attribution import METHODS
 from ..errors import InvalidInput
-from ..names import did_you_mean
 from ..names import did_you_mean
 
 #: metric group (what ``--metrics`` names) -> the report columns it produces
@@ -78,6 +78,10 @@ class Settings:
         return max(1, min(spatial) // 14)
 
 
+#: the arguments every attribution method takes before its options
+_METHOD_ARGUMENTS = ("a", "x", "target", "batch_size")
+
+
 @dataclass
 class MethodSpec:
     """A method with options, written ``name`` or ``name:key=value,key=value`` on the command line."""
@@ -90,6 +94,13 @@ class MethodSpec:
         if self.name not in METHODS:
             raise InvalidInput(f"unknown method {self.name!r}{did_you_mean(self.name, METHODS)}; choose from "
                                f"{list(METHODS)!r}")
+        params = inspect.signature(METHODS[self.name].fn).parameters
+        if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):  # lrp takes any
+            known = [name for name in params if name not in _METHOD_ARGUMENTS]
+            unknown = [key for key in self.options if key not in known]
+            if unknown:
+                raise InvalidInput(f"method {self.name!r} has no option {unknown[0]!r}"
+                                   f"{did_you_mean(unknown[0], known)}; its options: {known!r}")
         self.label = self.label or self.name
 
     @classmethod

@@ -33,7 +33,7 @@ def line_chart(series: list[Series], *, x_label: str = "", y_label: str = "", wi
     values = [np.asarray(s.y, np.float64) for s in series]
     if reference is not None:
         values.append(np.array([reference[0]], np.float64))
-    ylo, yhi = _limits(np.concatenate(values) if values else np.zeros(1))
+    ylo, yhi = axis_limits(np.concatenate(values) if values else np.zeros(1))
     xs = np.concatenate([np.asarray(s.x, np.float64) for s in series]) if series else np.zeros(1)
     xs = xs[np.isfinite(xs)]
     xlo, xhi = (float(xs.min()), float(xs.max())) if xs.size else (0.0, 1.0)
@@ -61,7 +61,9 @@ def line_chart(series: list[Series], *, x_label: str = "", y_label: str = "", wi
     return "".join(parts)
 
 
-def _limits(values: np.ndarray) -> tuple[float, float]:
+def axis_limits(values: np.ndarray) -> tuple[float, float]:
+    """The value axis of a chart: the finite values' range with 5 % room on each side ((0, 1)
+    when none is finite; ±10 % around a single value)."""
     finite = values[np.isfinite(values)]
     if finite.size == 0:
         return 0.0, 1.0
