@@ -27,7 +27,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable
 
+from .errors import OnnxLrpError
 from .inputs import IMAGE_SUFFIXES, Sample
+
+ENV = "ONNX_LRP_PIPELINE"
 
 #: a write job: runs on a writer thread, returns the action that records its input (main thread)
 Job = Callable[[], Callable[[], None]]
@@ -61,7 +64,16 @@ class Threads:
 
     @classmethod
     def for_cores(cls, cores: int | None = None) -> "Threads":
-        """A reader and a writer, plus a writer for every 4 cores beyond 4 (writing costs more than reading)."""
+        """A reader and a writer, plus a writer for every 4 cores beyond 4 (writing costs more than reading);
+        the environment variable ``ONNX_LRP_PIPELINE=READERS,WRITERS`` overrides them (``0,0``: the stages
+        one after the other, as ``tools/bench_dataset.py --sequential`` compares)."""
+        given = os.environ.get(ENV)
+        if given:
+            try:
+                readers, writers = (int(n) for n in given.split(","))
+            except ValueError:
+                raise OnnxLrpError(f"{ENV}={given!r}: expected READERS,WRITERS (thread counts), e.g. 1,2") from None
+            return cls(readers=readers, writers=writers)
         cores = cores or os.cpu_count() or 1
         return cls(readers=1, writers=1 + max(0, cores - 4) // 4)
 

@@ -85,18 +85,19 @@ def heatmap_rgb(rmap: np.ndarray, cmap: str) -> np.ndarray:
     return heatmap.apply_cmap(heatmap.normalize_symmetric(rmap), cmap)
 
 
-def overlay_rgb(image: Image.Image, rmap: np.ndarray, cmap: str) -> np.ndarray:
+def overlay_rgb(image: Image.Image, rmap: np.ndarray, cmap: str, heat: np.ndarray | None = None) -> np.ndarray:
     """The heatmap over the picture (dimmed gray, so the colours stand out), at the picture's size.
 
     The heatmap's opacity is |relevance| relative to its 99th percentile (capped at
     :data:`OVERLAY_MAX_ALPHA`): salient regions are coloured, the rest shows the picture.
+    ``heat``: :func:`heatmap_rgb` of the map when already made (it is not made again).
     """
     width, height = image.size
     unit = heatmap.normalize_symmetric(rmap)
     strength = np.abs(unit - 0.5) * 2.0
     top = float(np.percentile(strength, 99))
     alpha = np.clip(strength / top, 0.0, 1.0) * OVERLAY_MAX_ALPHA if top > 0 else np.zeros_like(strength)
-    heat = _resized(heatmap.apply_cmap(unit, cmap), width, height).astype(np.float64)
+    heat = _resized(heatmap.apply_cmap(unit, cmap) if heat is None else heat, width, height).astype(np.float64)
     alpha = _resized((alpha * 255).astype(np.uint8), width, height)[..., None] / 255.0
     gray = np.asarray(image.convert("L"), np.float64)[..., None] * OVERLAY_BASE_BRIGHTNESS
     return np.rint((1.0 - alpha) * gray + alpha * heat).astype(np.uint8)
@@ -118,9 +119,10 @@ def write_result(out: Path, name: str, relevance: np.ndarray, pre: Preprocess, c
     files = {"relevance": save_npy(out / f"{name}.relevance.npy", relevance.astype(np.float32))}
     rmap = relevance_map(relevance, pre)
     if rmap is not None:
-        files["heatmap"] = heatmap.save_png(heatmap_rgb(rmap, cmap), out / f"{name}.heatmap.png")
+        heat = heatmap_rgb(rmap, cmap)
+        files["heatmap"] = heatmap.save_png(heat, out / f"{name}.heatmap.png")
         if image is not None:
-            files["overlay"] = heatmap.save_png(overlay_rgb(image, rmap, cmap), out / f"{name}.overlay.png")
+            files["overlay"] = heatmap.save_png(overlay_rgb(image, rmap, cmap, heat), out / f"{name}.overlay.png")
     if layers is not None:
         files["layers"] = save_npz(out / f"{name}.layers.npz", layers)
     return {kind: str(path) for kind, path in files.items()}

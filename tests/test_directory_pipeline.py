@@ -226,3 +226,18 @@ def test_a_stop_records_what_was_written_and_drops_the_rest():
     done = outcome["files"]
     assert 10 <= done < 40
     assert record[:2 * done] == [x for k in range(done) for x in (str(k), f"done {k}")]
+
+
+def test_written_pngs_hold_the_heatmap_and_overlay_pixels(tmp_path):
+    """Cheaper PNG encoding (zlib level 1) and the overlay reusing the heatmap change no pixel."""
+    from onnx_lrp import render
+    from onnx_lrp.metadata import Preprocess
+
+    rng = np.random.default_rng(0)
+    relevance = rng.normal(size=(1, 3, 24, 20)).astype(np.float32)
+    picture = Image.fromarray(rng.integers(0, 256, (48, 40, 3), dtype=np.uint8))
+    pre = Preprocess(layout="nchw")
+    files = render.write_result(tmp_path, "x", relevance, pre, "coldnhot", picture)
+    rmap = render.relevance_map(relevance, pre)
+    np.testing.assert_array_equal(np.asarray(Image.open(files["heatmap"])), render.heatmap_rgb(rmap, "coldnhot"))
+    np.testing.assert_array_equal(np.asarray(Image.open(files["overlay"])), render.overlay_rgb(picture, rmap, "coldnhot"))

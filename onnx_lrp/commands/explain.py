@@ -14,7 +14,7 @@ import numpy as np
 import onnx
 
 from . import options, text
-from .. import heatmap, inputs, metadata, pipeline, render, resume
+from .. import executor, heatmap, inputs, metadata, pipeline, render, resume
 from ..cli import UsageError
 from ..errors import InvalidInput, InvalidTarget, OutputError
 from ..explainer import Explainer
@@ -127,6 +127,11 @@ class Run:
 def run(args) -> int:
     if text.wanted(args):  # a text for a model taking token ids: commands/text.py
         return text.run(args)
+    with executor.extra_session_config(executor.NO_SPINNING):  # the pipeline's threads need the cores too
+        return _run(args)
+
+
+def _run(args) -> int:
     start = time.perf_counter()
     state, files = _prepare(args, start)
     try:
