@@ -231,6 +231,8 @@ class Explainer:
         g = ModelGraph.build(model, self.label, self.input_name, self.output_name, shapes, dtypes,
                              self.input_names, axes)
         g.batched = self.batch_axis is not None
+        if len(samples) > 1:  # where each tensor's batch is, from a second run (only when asked)
+            g.shapes_at_other_batch = lambda: probe(model, samples[1], self.label)[0]
         return g
 
     def compile(self, sample_shape, keep_layers: bool = False, weights: bool = False) -> Compiled:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import heapq
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -455,6 +455,9 @@ class ModelGraph:
     batch_axes: dict[str, int | None] = field(default_factory=dict)
     #: False for a model explained with batch_axis=None: no tensor's axis 0 is a batch there
     batched: bool = True
+    #: the shapes of every tensor at a second batch size (called once, when first needed), or None
+    #: for a fixed batch: then every tensor's batch is taken to be axis 0
+    shapes_at_other_batch: Callable[[], dict[str, tuple]] | None = None
     dag: nx.DiGraph = field(default_factory=nx.DiGraph)
     nodes: dict[str, onnx.NodeProto] = field(default_factory=dict)
     producer: dict[str, str] = field(default_factory=dict)
@@ -514,8 +517,27 @@ class ModelGraph:
                         self.relevant.add(out)
 
     def is_batch_axis(self, tensor: str, axis: int) -> bool:
-        """Whether ``axis`` of ``tensor`` holds the samples (ops must not mix along it)."""
-        return self.batched and axis % max(len(self.shape(tensor)), 1) == 0
+        """Whether ``axis`` of ``tensor`` holds the samples (ops must not mix along it): the axes whose
+        size changes with the batch, read off runs at two batch sizes; exporters move the batch
+        (paddle2onnx splits q, k, v along axis 0 of a (3, batch, heads, L, d) tensor), and an axis the
+        batch was merged into counts too. Axis 0 when the batch is fixed."""
+        if not self.batched:
+            return False
+        axis %= max(len(self.shape(tensor)), 1)
+        if self.shapes_at_other_batch is None:
+            return axis == 0
+        return axis in self.batch_axes_of(tensor)
+
+    def batch_axes_of(self, tensor: str) -> tuple[int, ...]:
+        """The axes of ``tensor`` whose size differs between the two probed batch sizes (none for a
+        constant)."""
+        if "other_batch_shapes" not in self._memo:
+            self._memo["other_batch_shapes"] = self.shapes_at_other_batch()
+        other = self._memo["other_batch_shapes"].get(tensor)
+        mine = self.shapes.get(tensor)
+        if other is None or mine is None or len(other) != len(mine):
+            return ()
+        return tuple(i for i, (a, b) in enumerate(zip(mine, other)) if a != b)
 
     def is_float(self, tensor: str) -> bool:
         dt = self.dtypes.get(tensor)

@@ -150,7 +150,7 @@ class SoftmaxHandler(Handler):
         return axis
 
     def check(self, node, g):
-        if self.axis(node, g) == 0:
+        if g.is_batch_axis(node.input[0], self.axis(node, g)):
             raise unsupported(node, "Softmax over the batch axis mixes samples")
 
     def vjp(self, b, node, g, grads, params):

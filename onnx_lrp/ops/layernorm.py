@@ -32,7 +32,7 @@ class NormalizationHandler(Handler):
             raise unsupported(node, "its scale or bias is computed at run time; onnx-lrp needs constants")
         if any(t for t in node.output[1:]):
             raise unsupported(node, "its mean / inverse standard deviation outputs are used")
-        if 0 in self.axes(node, g):
+        if any(g.is_batch_axis(node.input[0], a) for a in self.axes(node, g)):
             raise unsupported(node, "it normalises over the batch axis, which mixes samples")
 
     def axes(self, node, g) -> list[int]:

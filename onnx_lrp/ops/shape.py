@@ -234,7 +234,8 @@ class PadHandler(DataHandler):
             raise unsupported(node, f"pad mode {attr(node, 'mode')!r}")
         pads = self._pads(node, g)
         rank = len(pads) // 2
-        if pads[0] or pads[rank]:
+        # the VJP keeps axis 0 whole, so it is refused even where the batch moved elsewhere
+        if any((pads[a] or pads[rank + a]) and (a == 0 or g.is_batch_axis(node.input[0], a)) for a in range(rank)):
             raise unsupported(node, "padding the batch axis")
 
     def _pads(self, node, g) -> list[int]:
@@ -297,7 +298,8 @@ class TileHandler(DataHandler):
         reps = g.const(node.input[1])
         if reps is None:
             raise unsupported(node, "repeats computed at run time")
-        if int(reps[0]) != 1:
+        # the VJP keeps axis 0 whole, so it is refused even where the batch moved elsewhere
+        if any(int(r) != 1 and (a == 0 or g.is_batch_axis(node.input[0], a)) for a, r in enumerate(reps)):
             raise unsupported(node, "tiling the batch axis")
 
     def vjp(self, b, node, g, grads, params):
