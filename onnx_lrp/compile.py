@@ -218,6 +218,8 @@ def _assemble(g: ModelGraph, b: GraphBuilder, layers: dict[str, str], relevances
     outputs.append(helper.make_tensor_value_info(g.output_name, TensorProto.FLOAT, _dims(g, g.output_name)))
     layer_nodes, layer_outputs = [], {}
     for tensor, name in layers.items():
+        if not _batch_first(g, tensor):
+            continue  # its rows are not the samples: cut to the batch, they would be wrong
         out_name = layer_outputs[tensor] = b.claim(f"relevance:{tensor}")
         layer_nodes.append(helper.make_node("Identity", [name], [out_name], name=b.claim(f"keep:{tensor}")))
         # rank only: an inner tensor's axis 0 need not be the batch (e.g. after a Transpose)
@@ -228,6 +230,14 @@ def _assemble(g: ModelGraph, b: GraphBuilder, layers: dict[str, str], relevances
                               producer_name="onnx-lrp")
     model.ir_version = g.model.ir_version
     return model, layer_outputs
+
+
+def _batch_first(g: ModelGraph, tensor: str) -> bool:
+    """Whether ``tensor``'s samples lie along axis 0 alone (not moved, not merged with another
+    axis): what the outputs of a batched run are cut along. Assumed where the batch is fixed."""
+    if not g.batched or g.shapes_at_other_batch is None:
+        return True
+    return g.batch_axes_of(tensor) == (0,) and g.shape(tensor)[0] == 1  # probed at batch 1
 
 
 def forward_nodes(g: ModelGraph, b: GraphBuilder) -> list[onnx.NodeProto]:

@@ -37,7 +37,8 @@ class Explanation:
     output : ndarray, the model output (logits when a trailing softmax was stripped)
     target : ndarray (N,) int64, the explained class per sample (a flat index into one sample's
         output; -1 where weights were given instead)
-    layers : dict, tensor name -> relevance at that tensor (with ``keep_layers=True``)
+    layers : dict, tensor name -> relevance at that tensor (with ``keep_layers=True``; tensors
+        whose samples are not along axis 0 alone, e.g. (N·T, C) or (3, N, …), are left out)
     notes : list of str, what onnx-lrp changed to explain the model (e.g. softmax stripped)
     input : ndarray or None, the explained input (for showing it as a picture)
     preprocess : :class:`onnx_lrp.metadata.Preprocess` or None, how a picture became the input

@@ -109,3 +109,14 @@ def test_slicing_axis_0_after_the_batch_moved_is_not_refused():
     expected = np.zeros_like(x)
     expected[:, 2] = 2 * x[:, 2]  # output 1 is 2 x[:, 2]: all its relevance lands there
     np.testing.assert_allclose(res.relevance, expected, rtol=1e-6)
+
+
+def test_kept_layers_leave_out_tensors_whose_samples_are_not_along_axis_0():
+    """Outputs of a batched run are cut to the batch along axis 0: a (3, N, heads, L, d) tensor cut
+    so would be wrong, so keep_layers leaves it out and keeps the batch-first ones."""
+    x = randn((3, L, E), 7)
+    res = onnx_lrp.Explainer(paddle_attention(), composite="cp_lrp").explain(x, target=(2, 5), keep_layers=True)
+    assert {"x", "qkv", "qkv5", "v", "ctx"} <= set(res.layers)
+    assert not {"qkv_t", "q1", "k1", "v1"} & set(res.layers)
+    assert all(len(r) == 3 for r in res.layers.values())
+    np.testing.assert_allclose(res.layers["qkv"].reshape(3, -1).sum(1), res.target_output, rtol=1e-5)
