@@ -44,10 +44,10 @@ class AffineHandler(Handler):
             return self._sum_params(node, g, idx)
         c = g.const(node.input[1 - idx]).astype(np.float64)
         one, zero = np.ones_like(c), np.zeros_like(c)
-        weight, bias = {
-            "Add": (one, c), "Mul": (c, zero), "Div": (1.0 / c, zero),
-            "Sub": (one, -c) if idx == 0 else (-one, c),
-        }[node.op_type]
+        weight, bias = {  # only this op's entry is computed (1/c of a zero bias would warn)
+            "Add": lambda: (one, c), "Mul": lambda: (c, zero), "Div": lambda: (1.0 / c, zero),
+            "Sub": lambda: (one, -c) if idx == 0 else (-one, c),
+        }[node.op_type]()
         return {"weight": weight.astype(np.float32), "bias": bias.astype(np.float32)}
 
     def _sum_params(self, node, g, idx):
