@@ -73,3 +73,114 @@ def test_silero_vad_with_its_state_fed_along_its_batch_axis():
     np.testing.assert_allclose(chunked.relevance, res.relevance, rtol=1e-5, atol=1e-7)
     with pytest.raises(onnx_lrp.InvalidInput, match="batch on axis 1"):
         explainer.explain(x, target=0, feeds={"state": state[:, :3]})
+
+
+# --- PaddleOCR PP-OCRv4 recogniser from rapidocr-onnxruntime (tools/make_ppocr_fixture.py) -------------
+
+PPOCR = THIRDPARTY / "ch_PP-OCRv4_rec_infer.onnx"
+
+
+@pytest.fixture(scope="module")
+def ppocr():
+    """The recogniser's characters (CTC blank first, space last, as rapidocr builds them from the
+    model's metadata), the rendered text lines with rapidocr's reading, and a cp_lrp explainer."""
+    meta = {p.key: p.value for p in onnx.load(str(PPOCR), load_external_data=False).metadata_props}
+    characters = ["<blank>"] + meta["character"].splitlines() + [" "]
+    return characters, dict(np.load(THIRDPARTY / "ppocr_rec_samples.npz")), onnx_lrp.Explainer(PPOCR, composite="cp_lrp")
+
+
+def ctc_path(logits: np.ndarray) -> list[tuple[int, int]]:
+    """Greedy CTC decoding as rapidocr does it: (time step, class) of each emitted character, the
+    first of a run of equal classes, blanks (class 0) dropped."""
+    best = logits.argmax(-1)
+    emitted = np.r_[True, best[1:] != best[:-1]] & (best != 0)
+    return [(int(t), int(best[t])) for t in np.flatnonzero(emitted)]
+
+
+def path_weights(logits: np.ndarray, rows: list[list[tuple[int, int]]]) -> np.ndarray:
+    """Target weights: 1 at each (time step, class) of a row's path, so relevance explains their summed logits."""
+    weights = np.zeros((len(rows),) + logits.shape[1:], np.float32)
+    for row, path in enumerate(rows):
+        for t, c in path:
+            weights[row, t, c] = 1.0
+    return weights
+
+
+def _logits_from_onnxruntime(x: np.ndarray) -> np.ndarray:
+    """The recogniser's logits (its final Softmax's input), from a plain onnxruntime run of the file."""
+    from model_builders import run
+    model = onnx.load(str(PPOCR))
+    logits = model.graph.node[-1].input[0]
+    model.graph.output.append(onnx.ValueInfoProto(name=logits))
+    return run(model, {"x": x})[logits]
+
+
+def test_ppocr_text_lines_read_as_rapidocr_reads_them_and_explained(ppocr):
+    """paddle2onnx's SVTR attention slices q, k and v off axis 0 of a (3, N, heads, L, d) tensor: the
+    batch is on axis 1 there (read off probes at two batch sizes), so that Slice keeps the samples
+    apart. The explained output is onnxruntime's, its CTC reading is rapidocr's, the relevance of
+    the summed logits along the decoded path is finite and a sample explained alone gets the same."""
+    characters, samples, explainer = ppocr
+    x = samples["x"]
+    logits = _logits_from_onnxruntime(x)
+    paths = [ctc_path(row) for row in logits]
+    res = explainer.explain(x, target=path_weights(logits, paths))
+    assert any("trailing Softmax" in note for note in explainer.notes)
+    np.testing.assert_allclose(res.output, logits, rtol=0, atol=2e-4 * np.abs(logits).max())
+    read = ["".join(characters[c] for _, c in ctc_path(row)) for row in res.output]
+    assert read == list(samples["read"])  # rapidocr 1.4.4's TextRecognizer on the same images
+    assert res.relevance.shape == (2, 3, 48, 320) and np.isfinite(res.relevance).all()
+    alone = explainer.explain(x[1:], target=path_weights(logits[1:], paths[1:]))
+    np.testing.assert_allclose(alone.relevance[0], res.relevance[1], rtol=1e-4, atol=1e-5 * np.abs(res.relevance).max())
+    padding = x[0] == 0  # right of the rendered line (grey after normalisation): x ⊙ … is 0 there
+    assert padding.any() and (res.relevance[0][padding] == 0).all()
+
+
+def test_ppocr_each_character_is_explained_by_its_own_glyph(ppocr):
+    """Under cp_lrp, the logit of a character the recogniser emits at one time step draws most of its
+    relevance from that character's glyph: summed over each rendered glyph's columns, its own glyph
+    has the most (five characters of 'Relevance 2024' across the line; tools/make_ppocr_fixture.py
+    lists all)."""
+    characters, samples, explainer = ppocr
+    x, text, glyphs = samples["x"][:1], str(samples["text"][0]), samples["glyphs"][0]
+    drawn = [i for i, ch in enumerate(text) if ch != " "]
+    path = [step for step in ctc_path(_logits_from_onnxruntime(x)[0]) if characters[step[1]] != " "]
+    assert len(path) == len(drawn)
+    chosen = [0, 3, 6, 9, 12]  # R, e, n, 2, 4
+    weights = path_weights(np.zeros((1, 40, len(characters))), [[path[k]] for k in chosen])
+    res = explainer.explain(np.repeat(x, len(chosen), axis=0), target=weights)
+    per_column = res.relevance.sum(axis=(1, 2))
+    for row, k in enumerate(chosen):
+        per_glyph = [per_column[row, glyphs[i, 0]:glyphs[i, 1]].sum() for i in drawn]
+        assert int(np.argmax(per_glyph)) == k, (text[drawn[k]], per_glyph)
+
+
+def test_ppocr_conserves_under_cp_lrp_once_every_bias_is_zero(ppocr):
+    """cp_lrp with ε = 0 conserves on this graph except where biases absorb: with the
+    convolutions' and dense layers' biases, BatchNorm's shift, the learnable affine blocks' offsets
+    and LayerNorm's β set to zero (hard-swish's +3 and LayerNorm's ε kept), Σ relevance equals the
+    explained logit. The trained model keeps ~0.3 of its decoded path's logits (the rest goes to
+    biases)."""
+    from onnx import numpy_helper
+    model = onnx.load(str(PPOCR))
+    constants = {n.output[0]: n.attribute[0].t for n in model.graph.node if n.op_type == "Constant"}
+    constants.update({t.name: t for t in model.graph.initializer})
+    consumers = {}
+    for node in model.graph.node:
+        for t in node.input:
+            consumers.setdefault(t, set()).add(node.op_type)
+    biases = set()
+    for node in model.graph.node:
+        if node.op_type == "Conv" and len(node.input) > 2:
+            biases.add(node.input[2])
+        elif node.op_type == "BatchNormalization":
+            biases.update(node.input[2:4])  # shift and mean
+        elif node.op_type == "Add" and not consumers.get(node.output[0], set()) & {"Clip", "Sqrt"}:
+            biases.update(t for t in node.input if t in constants)
+    for name in biases:
+        tensor = constants[name]
+        tensor.CopyFrom(numpy_helper.from_array(np.zeros_like(numpy_helper.to_array(tensor)), tensor.name))
+    assert len(biases) > 100
+    x = ppocr[1]["x"][:1]
+    res = onnx_lrp.Explainer(model, composite="cp_lrp").explain(x, target=(15, 3332))
+    np.testing.assert_allclose(res.conservation(), 1.0, rtol=0, atol=1e-5)
