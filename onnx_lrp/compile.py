@@ -234,10 +234,9 @@ def _assemble(g: ModelGraph, b: GraphBuilder, layers: dict[str, str], relevances
 
 def _batch_first(g: ModelGraph, tensor: str) -> bool:
     """Whether ``tensor``'s samples lie along axis 0 alone (not moved, not merged with another
-    axis): what the outputs of a batched run are cut along. Assumed where the batch is fixed."""
-    if not g.batched or g.shapes_at_other_batch is None:
-        return True
-    return g.batch_axes_of(tensor) == (0,) and g.shape(tensor)[0] == 1  # probed at batch 1
+    axis): what the outputs of a batched run are cut along. Assumed where that is unknown."""
+    axes = g.batch_axes_of(tensor) if g.batched else None
+    return axes is None or (axes == (0,) and g.shape(tensor)[0] == 1)  # probed at batch 1
 
 
 def forward_nodes(g: ModelGraph, b: GraphBuilder) -> list[onnx.NodeProto]:

@@ -520,19 +520,25 @@ class ModelGraph:
         """Whether ``axis`` of ``tensor`` holds the samples (ops must not mix along it): the axes whose
         size changes with the batch, read off runs at two batch sizes; exporters move the batch
         (paddle2onnx splits q, k, v along axis 0 of a (3, batch, heads, L, d) tensor), and an axis the
-        batch was merged into counts too. Axis 0 when the batch is fixed."""
+        batch was merged into counts too. Axis 0 where that is unknown (see :meth:`batch_axes_of`)."""
         if not self.batched:
             return False
         axis %= max(len(self.shape(tensor)), 1)
-        if self.shapes_at_other_batch is None:
-            return axis == 0
-        return axis in self.batch_axes_of(tensor)
+        axes = self.batch_axes_of(tensor)
+        return axis == 0 if axes is None else axis in axes
 
-    def batch_axes_of(self, tensor: str) -> tuple[int, ...]:
+    def batch_axes_of(self, tensor: str) -> tuple[int, ...] | None:
         """The axes of ``tensor`` whose size differs between the two probed batch sizes (none for a
-        constant)."""
+        constant); None where unknown: a fixed batch, or a model that does not run at batch 2 (a
+        batch of 1 baked into a Reshape)."""
         if "other_batch_shapes" not in self._memo:
-            self._memo["other_batch_shapes"] = self.shapes_at_other_batch()
+            try:
+                other = self.shapes_at_other_batch() if self.shapes_at_other_batch else None
+            except InvalidInput:
+                other = None
+            self._memo["other_batch_shapes"] = other
+        if self._memo["other_batch_shapes"] is None:
+            return None
         other = self._memo["other_batch_shapes"].get(tensor)
         mine = self.shapes.get(tensor)
         if other is None or mine is None or len(other) != len(mine):

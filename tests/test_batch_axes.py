@@ -120,3 +120,17 @@ def test_kept_layers_leave_out_tensors_whose_samples_are_not_along_axis_0():
     assert not {"qkv_t", "q1", "k1", "v1"} & set(res.layers)
     assert all(len(r) == 3 for r in res.layers.values())
     np.testing.assert_allclose(res.layers["qkv"].reshape(3, -1).sum(1), res.target_output, rtol=1e-5)
+
+
+def test_a_model_that_runs_at_batch_1_only_keeps_axis_0_as_its_batch():
+    """A batch of 1 baked into a Reshape (a declared free batch the graph cannot serve): the second
+    probe fails, so axis 0 is taken as the batch as before, and batch 1 is explained."""
+    nodes = [_ints("shape", [1, 2, 2]), helper.make_node("Reshape", ["x", "shape"], ["r"]),
+             helper.make_node("Concat", ["r", "r"], ["c"], axis=2), _ints("flat", [1, 8]),
+             helper.make_node("Reshape", ["c", "flat"], ["y"])]
+    model = make_model(nodes, [vi("x", ["N", 4])], [vi("y", ["N", 8])])
+    x = randn((1, 4), 2)
+    res = onnx_lrp.Explainer(model, composite="epsilon", epsilon=0.0).explain(x, target=5)
+    expected = np.zeros_like(x)
+    expected[0, 3] = x[0, 3]  # y[5] = r[0, 1, 1 + 2 - 2] = x[3]
+    np.testing.assert_allclose(res.relevance, expected, rtol=1e-6)
