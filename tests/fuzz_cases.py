@@ -16,8 +16,8 @@ generator), so the same builder serves shrinking property tests and long seeded 
   scaled by Mul or Div, masked by an added constant (−inf, −1e9, float32's lowest) or by Where),
   LayerNormalization and its decomposition, GLU gates, GELU (the op at opset 20, the Erf and tanh
   forms below), Slice/Split/Pad/Transpose/Concat/Resize along tokens or features;
-* recurrent (N, T, F): LSTM/GRU/RNN, forward/reverse/bidirectional, ``layout`` 0 (after a
-  Transpose) or 1, Y or Y_h read;
+* recurrent (N, T, F): LSTM (peepholes or not), GRU (``linear_before_reset`` or not), RNN (tanh
+  or ReLU), forward/reverse/bidirectional, ``layout`` 0 (after a Transpose) or 1, Y or Y_h read;
 * vector (N, F): dense layers only.
 
 Every kind ends in dense layers (Gemm with alpha/beta/transB or MatMul + Add, Reshape/Transpose
@@ -50,7 +50,8 @@ LRP0 = EpsilonComposite(epsilon=0.0, type_map={"Add": Norm(0.0), "AveragePool": 
 #: Activations with f(0) = 0. Sigmoid and Softplus (f(0) > 0) act like a bias where their input
 #: is exactly 0 (a dead unit upstream): LRP-0 then loses that relevance by design, so they are
 #: drawn only into models that are not checked for conservation.
-ACTIVATIONS = ["Relu", "LeakyRelu", "Tanh", "Elu", "Clip", "Gelu"]
+ACTIVATIONS = ["Relu", "LeakyRelu", "Tanh", "Elu", "Clip", "Gelu", "PRelu", "Selu", "Celu", "Softsign", "HardSwish",
+               "Mish", "Abs"]
 BIASED_ACTIVATIONS = ["Sigmoid", "Softplus"]
 #: The composites every model is explained with by default (``tools/fuzz.py`` adds more).
 COMPOSITES = ("lrp0", "epsilon_plus_flat")
@@ -165,7 +166,8 @@ class _Net:
         onnxruntime makes of them, which is exactly what the fuzzer must not predict itself."""
         from model_builders import run
         dtype = np.int64 if self.input_type == TensorProto.INT64 else np.float32
-        out = run(self.model([t]), {"x": np.zeros((1, *self.input_shape), dtype)})
+        model = self.model([t])
+        out = run(layout0_twin(model) or model, {"x": np.zeros((1, *self.input_shape), dtype)})
         return tuple(next(iter(out.values())).shape[1:])
 
 
@@ -236,7 +238,8 @@ def _image_body(c, net, t, ch, h, w):
     for _ in range(c.integer(1, 4)):
         kind = c.choice(["conv", "conv", "pool", "residual", "concat", "gate", "transpose", "cast", "act",
                          "pad", "slice", "split", "reshape", "scale", "sub", "identity", "squeeze", "resize",
-                         "where", "softmax", "reduce", "spatial_concat"])
+                         "where", "softmax", "reduce", "spatial_concat", "conv_transpose", "instance_norm", "sum",
+                         "clamp", "tile", "expand"])
         if kind == "conv":
             t, ch = _conv(c, net, t, ch, h, w)
         elif kind == "pool":
@@ -269,6 +272,7 @@ def _image_body(c, net, t, ch, h, w):
             if mode == "reflect" and any(pads[a] >= s or pads[a + 4] >= s for a, s in ((1, ch), (2, h), (3, w))):
                 mode = "edge"
             t = net.op("Pad", [t, net.ints(pads, "pads")], mode=mode)
+            net.zero_padded = net.zero_padded or mode == "constant"
         elif kind == "slice":
             axis, size = c.choice([(1, ch), (2, h), (3, w)])
             if size >= 2:
@@ -305,12 +309,31 @@ def _image_body(c, net, t, ch, h, w):
             net.lossy["cp_lrp"].add("Softmax")
         elif kind == "reduce":  # mean or sum over one spatial axis, kept
             t = net.reduce(c.choice(["ReduceMean", "ReduceSum"]), t, [c.choice([2, 3])], keepdims=1)
+        elif kind == "conv_transpose":
+            t = _conv_transpose(c, net, t, ch)
+        elif kind == "instance_norm":
+            scale = net.const(net.rng.uniform(0.5, 1.5, ch).astype(np.float32), "scale")
+            t = net.op("InstanceNormalization", [t, scale, net.bias(ch)], epsilon=1e-5)
+            if net.zero_padded:
+                net.lossy["lrp0"].add("normalisation after zero padding")
+                net.lossy["cp_lrp"].add("normalisation after zero padding")
+        elif kind == "sum":  # Sum / Mean of the map and branches of it (a residual sum of three)
+            branches = [net.op("Relu", [_same_conv(c, net, t, ch, ch)]) for _ in range(c.integer(1, 2))]
+            t = net.op(c.choice(["Sum", "Mean"]), [t, *branches])
+        elif kind == "clamp":  # Max/Min with a constant: a clamp written without Clip
+            bound = net.const(np.float32(0.0 if net.conserving else c.choice([-0.5, 0.5])), "bound")
+            t = net.op(c.choice(["Max", "Min"]), [t, bound] if c.boolean() else [bound, t])
+        elif kind == "tile" and h * w <= 36:
+            t = net.op("Tile", [t, net.ints([1, 1, c.integer(1, 2), c.integer(1, 2)], "repeats")])
+        elif kind == "expand":  # a statistic over H broadcast back over H (ReduceMean keepdims, Expand)
+            mean = net.reduce("ReduceMean", t, [2], keepdims=1)
+            t = net.op("Expand", [mean, net.ints([1, ch, h, w], "shape")])
         else:
             t = _activation(c, net, t)
         ch, h, w = net.shape(t)
     head = c.integer(0, 3)
     if head == 0:
-        return net.op("Flatten", [net.op("GlobalAveragePool", [t])]), ch
+        return net.op("Flatten", [net.op(c.choice(["GlobalAveragePool", "GlobalMaxPool"]), [t])]), ch
     if head == 1:
         return net.reduce(c.choice(["ReduceSum", "ReduceMean"]), t, [2, 3], keepdims=0), ch
     return net.op("Flatten", [t]), ch * h * w
@@ -374,7 +397,8 @@ def _sequence_body(c, net, t, length, features):
     the tokens or a Flatten."""
     for _ in range(c.integer(1, 3)):
         kind = c.choice(["dense", "dense", "attention", "attention", "norm", "norm", "concat", "act", "glu",
-                         "slice", "split", "pad", "transpose", "resize", "where", "reduce"])
+                         "slice", "split", "pad", "transpose", "resize", "where", "reduce", "token_mix", "conv1d",
+                         "softmax"])
         if kind == "dense":
             hidden = c.integer(1, 8)
             y = net.op("MatMul", [t, net.weight((features, hidden), features)])
@@ -404,8 +428,11 @@ def _sequence_body(c, net, t, length, features):
                 t = net.op("Concat", [b2, a], axis=axis)
         elif kind == "pad":
             pads = [0, c.integer(0, 2), c.integer(0, 1), 0, c.integer(0, 2), c.integer(0, 1)]
-            t = net.op("Pad", [t, net.ints(pads, "pads")])
-            net.zero_padded = True
+            mode = c.choice(["constant", "constant", "edge", "reflect"])
+            if mode == "reflect" and any(pads[a] >= size or pads[a + 3] >= size for a, size in ((1, length), (2, features))):
+                mode = "edge"
+            t = net.op("Pad", [t, net.ints(pads, "pads")], mode=mode)
+            net.zero_padded = net.zero_padded or mode == "constant"
         elif kind == "transpose":  # (N, T, F) -> (N, F, T): tokens become features
             t = net.op("Transpose", [t], perm=[0, 2, 1])
         elif kind == "resize":
@@ -414,6 +441,18 @@ def _sequence_body(c, net, t, length, features):
             t = _where(c, net, t, (length, features))
         elif kind == "reduce":  # a statistic over features or tokens, kept
             t = net.reduce(c.choice(["ReduceMean", "ReduceSum"]), t, [c.choice([1, 2])], keepdims=1)
+        elif kind == "token_mix":  # W @ x: a dense layer across tokens (MLP-Mixer)
+            t = net.op("MatMul", [net.weight((c.integer(1, 6), length), length), t])
+        elif kind == "conv1d":  # (N, T, F) -> (N, F, T) -> Conv1d -> back
+            k = c.integer(1, min(3, length))
+            hidden = c.integer(1, 6)
+            conv = net.op("Conv", [net.op("Transpose", [t], perm=[0, 2, 1]), net.weight((hidden, features, k), features * k)],
+                          kernel_shape=[k], pads=[k // 2, (k - 1) // 2], strides=[c.integer(1, 2)])
+            t = net.op("Transpose", [conv], perm=[0, 2, 1])
+        elif kind == "softmax":  # not attention: over tokens or features (its rule does not conserve)
+            t = net.op("Softmax", [t], axis=c.choice([1, 2, -1]))
+            net.lossy["lrp0"].add("Softmax")
+            net.lossy["cp_lrp"].add("Softmax")
         else:
             t = _activation(c, net, t)
         length, features = net.shape(t)
@@ -474,6 +513,12 @@ def _layer_norm(c, net, t, features):
         net.lossy["lrp0"].add("normalisation after zero padding")
         net.lossy["cp_lrp"].add("normalisation after zero padding")
     if c.boolean():
+        if c.integer(0, 3) == 0:  # over tokens and features: γ and β shaped (T, F)
+            length = net.shape(t)[0]
+            gamma = net.const(net.rng.uniform(0.5, 1.5, (length, features)).astype(np.float32), "gamma")
+            beta = net.const(np.zeros((length, features), np.float32) if net.conserving else
+                             (net.rng.standard_normal((length, features)) * 0.1).astype(np.float32), "b")
+            return net.op("LayerNormalization", [t, gamma, beta], axis=c.choice([1, -2]), epsilon=1e-5)
         return net.op("LayerNormalization", [t, gamma, beta], axis=-1, epsilon=1e-5)
     mean = net.reduce("ReduceMean", t, [-1], keepdims=1)
     centred = net.op("Sub", [t, mean])
@@ -501,9 +546,14 @@ def _recurrent(c, net, x, steps, features):
     if not net.conserving or c.boolean():
         inputs.append(net.const(np.zeros((dirs, 2 * gates * hidden), np.float32) if net.conserving else
                                 (net.rng.standard_normal((dirs, 2 * gates * hidden)) * 0.3).astype(np.float32), "B"))
+    if op == "LSTM" and c.boolean():  # peepholes: the cell state into the gates (held constant by the rules)
+        inputs += [""] * (4 - len(inputs)) + ["", "", "", net.const(
+            (net.rng.standard_normal((dirs, 3 * hidden)) * 0.5).astype(np.float32), "P")]
     attrs = {"hidden_size": hidden, "direction": direction, "layout": layout}
     if op == "GRU" and c.boolean():
         attrs["linear_before_reset"] = 1
+    if op == "RNN" and c.boolean():
+        attrs["activations"] = [c.choice(["Relu", "Tanh"])] * dirs
     y, y_h = net.op(op, inputs, n_out=2, **attrs)
     if c.boolean():  # Y: (T, D, N, H) or (N, T, D, H) -> (N, T·D·H)
         if not layout:
@@ -542,6 +592,22 @@ def _conv(c, net, t, ch, h, w):
     return _activation(c, net, t), out
 
 
+def _conv_transpose(c, net, t, ch):
+    """ConvTranspose (strides, pads, output_padding, groups), kept small."""
+    groups = c.choice([g for g in (1, 2) if ch % g == 0])
+    out = groups * c.integer(1, 2)
+    k, stride = [c.integer(1, 3), c.integer(1, 3)], [c.integer(1, 2), c.integer(1, 2)]
+    begin = [c.integer(0, k[0] - 1), c.integer(0, k[1] - 1)]
+    pads = begin + [c.integer(0, k[i] - 1 - begin[i]) for i in range(2)]  # at least one output per input
+    attrs = dict(kernel_shape=k, strides=stride, pads=pads, group=groups)
+    if any(s > 1 for s in stride) and c.boolean():
+        attrs["output_padding"] = [s - 1 for s in stride]
+    inputs = [t, net.weight((ch, out // groups, *k), ch // groups * k[0] * k[1])]
+    if c.boolean():
+        inputs.append(net.bias(out))
+    return net.op("ConvTranspose", inputs, **attrs)
+
+
 def _same_conv(c, net, t, ch, out):
     k = c.choice([1, 3])
     return net.op("Conv", [t, net.weight((out, ch, k, k), ch * k * k)], kernel_shape=[k, k], pads=[k // 2] * 4)
@@ -560,6 +626,11 @@ def _activation(c, net, t):
     op = c.choice(ACTIVATIONS if net.conserving else ACTIVATIONS + BIASED_ACTIVATIONS)
     if op == "LeakyRelu":
         return net.op(op, [t], alpha=0.1)
+    if op == "PRelu":  # one slope for all, or one per feature of the last axis
+        slope = np.float32(0.2) if c.boolean() else net.rng.uniform(0.0, 0.5, net.shape(t)[-1:]).astype(np.float32)
+        return net.op(op, [t, net.const(slope, "slope")])
+    if op == "Mish" and net.opset < 18:  # an op from opset 18: x · tanh(softplus(x)) before
+        return net.op("Mul", [t, net.op("Tanh", [net.op("Softplus", [t])])])
     if op == "Clip":
         low, high = c.choice([(0.0, 6.0), (-1.0, 1.0), (None, 2.0), (-0.5, None)])
         bounds = [net.const(np.float32(low)) if low is not None else "", net.const(np.float32(high)) if high is not None else ""]
