@@ -95,7 +95,7 @@ class Attributor:
                 if self._forward is None:
                     self._forward = make_session(self.explainer.model, self.explainer.providers)
                 session = self._forward
-        x = np.ascontiguousarray(x, dtype=np.float32)
+        x = _as_input(x)
         out = self._run(session, [self.explainer.output_name], {self.input_name: x}, batch_size)[0]
         return out.reshape(len(x), -1)
 
@@ -118,8 +118,10 @@ class Attributor:
 
     # --- gradient --------------------------------------------------------------------------
     def gradient(self, x: np.ndarray, target: np.ndarray, batch_size: int | None = None) -> np.ndarray:
-        """d output[target] / d x for every sample; ``target`` holds one class per sample."""
-        x = np.ascontiguousarray(x, dtype=np.float32)
+        """d output[target] / d x for every sample; ``target`` holds one class per sample. For integer
+        data (token ids) the gradient is at the first floating-point tensor computed from it (the
+        embedding output), where the explanation starts (:attr:`Explanation.sources`)."""
+        x = _as_input(x)
         target = np.asarray(target, np.int64)
         compiled, session = self._gradient_program(x.shape[1:])
         return self._run(session, [compiled.relevance_name], {compiled.input_name: x, compiled.target_name: target},
@@ -156,6 +158,20 @@ class Attributor:
                            self.explainer._fixed_batch(), self.explainer.label)
 
 
+def _as_input(x) -> np.ndarray:
+    """``x`` as the explained input takes it: float32, or integers (token ids) as they are."""
+    x = np.asarray(x)
+    return np.ascontiguousarray(x, dtype=None if np.issubdtype(x.dtype, np.integer) else np.float32)
+
+
+def _float_input(x: np.ndarray, method: str) -> None:
+    """Methods that scale, shift or occlude the input values need floating-point data."""
+    if np.issubdtype(x.dtype, np.integer):
+        raise InvalidInput(f"method {method!r} needs floating-point input values (it scales, shifts or occludes "
+                           "them); this input holds integers (token ids): use 'lrp', 'gradient' or 'saliency', "
+                           "which are given at the embedding output")
+
+
 def _outputs(proto) -> set[str]:
     return {o.name for o in proto.graph.output}
 
@@ -190,6 +206,7 @@ def saliency(a: Attributor, x, target, batch_size=None):
 
 def input_x_gradient(a: Attributor, x, target, batch_size=None):
     """x ⊙ ∂f_t/∂x (Shrikumar et al. 2016, "Not just a black box")."""
+    _float_input(x, "input_x_gradient")
     return (x * a.gradient(x, target, batch_size)).astype(np.float32)
 
 
@@ -200,6 +217,7 @@ def integrated_gradients(a: Attributor, x, target, batch_size=None, steps: int =
     ``IntegratedGradients`` (``n_iter`` = ``steps``). ``baseline`` x̄ is a number or an array that
     broadcasts to one sample or to the batch. All N·n path points are stacked and run in chunks.
     """
+    _float_input(x, "integrated_gradients")
     steps = _positive_int(steps, "steps")
     base = _baseline_array(x, baseline)
     alphas = np.arange(1, steps + 1, dtype=np.float64) / steps
@@ -219,6 +237,7 @@ def smoothgrad(a: Attributor, x, target, batch_size=None, samples: int = 20, noi
     ``noise · (max(x) − min(x))`` per sample; as in Zennit's ``SmoothGrad`` the last copy is
     noise-free, so ``samples=1`` is the gradient. Noise is drawn from ``numpy.random.default_rng(seed)``.
     """
+    _float_input(x, "smoothgrad")
     samples = _positive_int(samples, "samples")
     axes = tuple(range(1, x.ndim))
     std = (noise * (x.max(axis=axes, keepdims=True) - x.min(axis=axes, keepdims=True))).astype(np.float32)
@@ -243,6 +262,7 @@ def occlusion(a: Attributor, x, target, batch_size=None, window: int | tuple = 8
     Windows also start at ``size − window`` so that the far edge is covered. Black-box: only the
     forward pass runs, ``batch_size`` occluded copies per onnxruntime call.
     """
+    _float_input(x, "occlusion")
     sample = x.shape[1:]
     axes = _spatial_axes(sample, axes)
     window = _per_axis(window, axes, sample, "window")
@@ -328,7 +348,8 @@ def attribute(model, x, target=None, method: str | Callable = "gradient", batch_
 
     Returns
     -------
-    ndarray float32, the shape of ``x``
+    ndarray float32, the shape of ``x`` (for integer data, token ids: the shape of the embedding
+    output where the explanation starts; methods that change input values refuse such data)
     """
     a = attributor(model)
     fn = resolve_method(method).fn

@@ -36,3 +36,8 @@ class CompositeError(OnnxLrpError):
 
 class OutputError(OnnxLrpError):
     """A result could not be written (missing or unwritable output path)."""
+
+
+class NonFiniteRelevance(OnnxLrpError):
+    """The relevance of a sample is inf or NaN: float32 overflowed in the model or the relevance
+    pass (never returned as an answer)."""

@@ -12,7 +12,7 @@ from .canonize import canonize
 from .canonize.precision import to_float32
 from .canonize.unroll_rnn import has_recurrent, unroll_recurrent
 from .compile import Compiled, compile_explainer
-from .errors import InvalidInput, InvalidTarget, OnnxLrpError
+from .errors import InvalidInput, InvalidTarget, NonFiniteRelevance, OnnxLrpError
 from .executor import CUDA, make_session, resolve_providers, run_batched
 from .files import write_atomic
 from .names import did_you_mean
@@ -345,6 +345,7 @@ class Explainer:
         k = len(compiled.relevances)
         relevances = dict(zip(compiled.relevances, values[:k]))
         output = values[k]
+        _check_finite(relevances, output, self.label)
         layers = dict(zip(compiled.layers, values[k + 1:]))
         flat = output.reshape(len(output), -1)
         chosen = np.where(targets < 0, flat.argmax(axis=1), targets).astype(np.int64) if weights is None \
@@ -599,6 +600,24 @@ def _targets(target, n: int, num_classes: int) -> np.ndarray:
         raise InvalidTarget(f"target {int(bad[0])} is out of range: the model has {num_classes} outputs "
                             f"(valid 0..{num_classes - 1}, or -1 / None for the predicted class)")
     return arr.astype(np.int64)
+
+
+def _check_finite(relevances: dict, output: np.ndarray, label: str) -> None:
+    """Relevance that is inf or NaN is never returned: say which samples and why (rules map a zero
+    denominator to 0, so only float32 overflow, in the model or in the relevance pass, gets here)."""
+    out = output.reshape(len(output), -1)
+    for name, r in relevances.items():
+        bad = ~np.isfinite(r.reshape(len(r), -1)).all(axis=1)
+        if not bad.any():
+            continue
+        samples = np.flatnonzero(bad).tolist()
+        if not np.isfinite(out[bad]).all():
+            why = "the model's own output is not finite there"
+        else:
+            why = (f"float32 overflowed in the relevance pass (the output reaches {np.abs(out[bad]).max():.3g}; "
+                   "float32 ends at 3.4e38): look for huge weights or activations in the model")
+        raise NonFiniteRelevance(f"the relevance of {name!r} is not finite for sample(s) {samples[:10]} of "
+                                 f"{label!r}: {why}")
 
 
 def _resolve_target(target, n: int, out_shape: tuple) -> tuple[np.ndarray | None, np.ndarray]:

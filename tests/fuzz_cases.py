@@ -728,7 +728,7 @@ def check_model(drawn: Drawn, composites=COMPOSITES, gradient: bool = True) -> O
             return Outcome(True, f"refused: {type(exc).__name__}", f"{name}: {exc}")
         except Exception as exc:
             return Outcome(False, f"crash: {type(exc).__name__}", f"{name}: {exc}")
-        first = first or explainer
+        first = first or (explainer, res.sources)
         if not np.isfinite(res.relevance).all():
             return Outcome(False, "non-finite relevance", name)
         # a model computing in float16 is explained in float32, and says so in a note
@@ -743,8 +743,8 @@ def check_model(drawn: Drawn, composites=COMPOSITES, gradient: bool = True) -> O
             if not (np.abs(flat.sum(axis=1) - res.target_output) <= 1e-4 * scale + 1e-6).all():
                 return Outcome(False, f"{name} does not conserve",
                                f"relevance sum / logit = {flat.sum(axis=1) / res.target_output}")
-    if gradient and first is not None and not drawn.integer_input and "Cast" not in drawn.ops:
-        return check_gradient(drawn, first, reference)
+    if gradient and first is not None and "Cast" not in drawn.ops:
+        return check_gradient(drawn, *first, reference)
     return Outcome(True, "explained")
 
 
@@ -753,43 +753,79 @@ def check_model(drawn: Drawn, composites=COMPOSITES, gradient: bool = True) -> O
 STEPS = (1e-2, 3e-3, 1e-3)
 
 
-def check_gradient(drawn: Drawn, explainer, reference, directions: int = 3) -> Outcome:
+def check_gradient(drawn: Drawn, explainer, sources: dict, reference, directions: int = 3) -> Outcome:
     """The explainer's gradient of the predicted logit against central finite differences of the
     plain onnxruntime run along random directions. A direction along which the step sizes
     disagree crossed a kink and proves nothing; one where they agree with each other but not
-    with the gradient is a wrong gradient."""
+    with the gradient is a wrong gradient. For token ids the gradient is at the embedding output
+    (``sources``), and the differences are taken there, on the model cut at that tensor."""
     from model_builders import run
     from onnx_lrp.attribution import attributor
 
-    x = drawn.x
-    target = reference.reshape(len(x), -1).argmax(axis=1)
+    target = reference.reshape(len(drawn.x), -1).argmax(axis=1)
     try:
-        grad = attributor(explainer).gradient(x, target).astype(np.float64)
+        grad = attributor(explainer).gradient(drawn.x, target).astype(np.float64)
     except onnx_lrp.OnnxLrpError as exc:
         return Outcome(True, f"refused: {type(exc).__name__}", f"gradient: {exc}")
     except Exception as exc:
         return Outcome(False, f"crash: {type(exc).__name__}", f"gradient: {exc}")
+    model, x, name = drawn.reference_model or drawn.model, drawn.x, "x"
+    if drawn.integer_input:  # differences at the embedding output: the model from there on
+        name = sources["x"]
+        x = next(iter(run(_with_outputs(model, [name]), {"x": drawn.x}).values()))
+        model = _cut_at(model, name, x.shape[1:])
     if grad.shape != x.shape or not np.isfinite(grad).all():
         return Outcome(False, "gradient not finite or misshapen", f"{grad.shape} for {x.shape}")
     v = np.random.default_rng(0).standard_normal((directions, *x.shape))
-    points = [x + sign * h * d for d in v for h in STEPS for sign in (1, -1)]
-    out = next(iter(run(drawn.reference_model or drawn.model,
-                        {"x": np.concatenate(points).astype(np.float32)}).values()))
+    points = [x + sign * h * d for d in v for h in STEPS for sign in (1, -1)] + [x]
+    out = next(iter(run(model, {name: np.concatenate(points).astype(np.float32)}).values()))
     f = out.reshape(len(points), len(x), -1)[:, np.arange(len(x)), target].astype(np.float64)
-    f = f.reshape(directions, len(STEPS), 2, len(x))
+    f0, f = f[-1], f[:-1].reshape(directions, len(STEPS), 2, len(x))
     fd = (f[:, :, 0] - f[:, :, 1]) / (2 * np.array(STEPS)[None, :, None])  # (directions, steps, N)
+    # one-sided differences: a kink closer than every step averages two slopes in the central
+    # difference (the same at every step), but the forward and backward slopes differ
+    one_sided = np.abs(f[:, -1, 0] + f[:, -1, 1] - 2 * f0) / STEPS[-1]
     sample_axes = tuple(range(2, x.ndim + 1))
     gv = (grad[None] * v).sum(axis=sample_axes)  # (directions, N)
     scale = np.abs(grad[None] * v).sum(axis=sample_axes)
     # float32 rounding of the logit, divided by the smallest step
-    noise = 1e-6 * (1 + np.abs(f).max(axis=(1, 2))) / STEPS[-1]
-    smooth = (fd.max(axis=1) - fd.min(axis=1)) <= 2e-3 * scale + 2 * noise
-    wrong = smooth & (np.abs(gv - fd[:, -1]) > 2e-2 * scale + 4 * noise)
+    noise = 1e-7 * (1 + np.abs(f).max(axis=(1, 2))) / STEPS[-1]
+    spread = fd.max(axis=1) - fd.min(axis=1)  # truncation and rounding, seen across the steps
+    smooth = (spread <= 2e-3 * scale + 20 * noise) & (one_sided <= 1e-2 * scale + 40 * noise)
+    wrong = smooth & (np.abs(gv - fd[:, -1]) > 10 * spread + 1e-3 * scale + 40 * noise)
     if wrong.any():
         d, n = np.argwhere(wrong)[0]
         return Outcome(False, "gradient differs from finite differences",
                        f"sample {n}: gradient·v {gv[d, n]:.6g}, finite differences {fd[d, :, n]}, Σ|g·v| {scale[d, n]:.3g}")
     return Outcome(True, "explained")
+
+
+def _with_outputs(model: onnx.ModelProto, names) -> onnx.ModelProto:
+    out = onnx.ModelProto()
+    out.CopyFrom(model)
+    del out.graph.output[:]
+    out.graph.output.extend(helper.make_tensor_value_info(n, TensorProto.FLOAT, None) for n in names)
+    return out
+
+
+def _cut_at(model: onnx.ModelProto, tensor: str, sample_shape) -> onnx.ModelProto:
+    """``model`` with ``tensor`` a float graph input in place of the nodes that computed it."""
+    out = onnx.ModelProto()
+    out.CopyFrom(model)
+    needed, keep = {tensor}, []
+    producers = {o: n for n in out.graph.node for o in n.output}
+    stack = [tensor]
+    while stack:  # the nodes upstream of the cut
+        node = producers.get(stack.pop())
+        if node is not None and node.name not in needed:
+            needed.add(node.name)
+            stack.extend(node.input)
+    keep = [n for n in out.graph.node if n.name not in needed]
+    del out.graph.node[:]
+    out.graph.node.extend(keep)
+    del out.graph.input[:]
+    out.graph.input.append(helper.make_tensor_value_info(tensor, TensorProto.FLOAT, ["N", *sample_shape]))
+    return out
 
 
 def model_cases(count: int, seed: int, composites=COMPOSITES, kind: str | None = None) -> list[dict]:
@@ -803,6 +839,8 @@ def check_model_case(case: dict) -> Outcome:
     try:
         drawn = random_model(NumpyChooser(case["seed"]), case["conserving"], case.get("model_kind"))
     except Exception as exc:  # the generator itself failed: a fuzzer bug, reported as a failure
+        if "ShapeInferenceError" in str(exc):  # as in check_model: after a ceil pool inference gets wrong
+            return Outcome(True, "skipped: onnxruntime cannot run the drawn model", f"{type(exc).__name__}: {exc}")
         return Outcome(False, "generator failed", f"{type(exc).__name__}: {exc}")
     outcome = check_model(drawn, tuple(case["composites"]))
     outcome.info = {"kind": drawn.kind, "ops": sorted(set(drawn.ops)), "conserves": list(drawn.conserves)}

@@ -43,6 +43,20 @@ def test_one_model_of_each_kind(kind):
     assert outcome.kind == "explained", outcome  # the seeds are chosen to draw models that are explained
 
 
+@pytest.mark.parametrize("kind", ["vector", "tokens"])
+def test_the_gradient_check_catches_a_gradient_off_by_ten_percent(kind, monkeypatch):
+    """The finite-difference check can fail: a gradient scaled by 1.1 is caught (on token ids,
+    where the differences are taken at the embedding output, too)."""
+    from onnx_lrp.attribution import Attributor
+
+    exact = Attributor.gradient
+    monkeypatch.setattr(Attributor, "gradient", lambda self, x, target, batch_size=None:
+                        exact(self, x, target, batch_size) * 1.1)
+    drawn = fuzz.random_model(fuzz.NumpyChooser(KIND_SEEDS[kind]), conserving=True, kind=kind)
+    outcome = fuzz.check_model(drawn, ("lrp0",))
+    assert outcome.kind == "gradient differs from finite differences", outcome
+
+
 def test_mutated_model_bytes_are_refused_cleanly():
     cases = fuzz.mutant_cases(30, seed=0)
     outcomes = fuzz.run_in_subprocess(cases)
