@@ -71,6 +71,12 @@ def session_options(optimize: bool = True, threads: int | None = None) -> ort.Se
     return opts
 
 
+#: onnxruntime graph fusions that delete a tensor the relevance sweep still reads: FastGeluFusion
+#: (level 2, onnxruntime 1.32) fuses the tanh GELU ``0.5·x·(1 + tanh(…))`` into FastGelu without
+#: checking that ``0.5·x`` has other readers, and the session then fails to load (GPT-2's MLP).
+DISABLED_OPTIMIZERS = ["FastGeluFusion"]
+
+
 def make_session(model: onnx.ModelProto, providers: list[str], optimize: bool = True,
                  threads: int | None = None) -> ort.InferenceSession:
     """A session; the detached weights (see :mod:`onnx_lrp.weights`) are memory-mapped from their
@@ -88,7 +94,8 @@ def make_session(model: onnx.ModelProto, providers: list[str], optimize: bool = 
         _hand_over_in_memory(model, opts)
     try:
         return ort.InferenceSession(path or model.SerializeToString(), sess_options=opts, providers=providers,
-                                    provider_options=[PROVIDER_OPTIONS.get(p, {}) for p in providers])
+                                    provider_options=[PROVIDER_OPTIONS.get(p, {}) for p in providers],
+                                    disabled_optimizers=DISABLED_OPTIMIZERS)
     except Exception as exc:  # onnxruntime raises its own types, not OnnxLrpError
         raise _session_error(model, providers, exc) from exc
     finally:

@@ -2,8 +2,8 @@
 
 Fixtures: tools/make_fused_fixtures.py runs ``onnxruntime.transformers.optimizer.optimize_model`` on
 the seeded exports of tools/make_attnlrp_fixtures.py (BERT from token ids with a padded mask, Llama,
-torchvision's ViT), which writes ``Attention`` / ``MultiHeadAttention``, ``SkipLayerNormalization``,
-``SkipSimplifiedLayerNormalization``, ``BiasGelu`` and (with onnxruntime's level-1 optimizations)
+torchvision's ViT; and a seeded GPT-2 it exports itself), which writes ``Attention`` / ``MultiHeadAttention``, ``SkipLayerNormalization``,
+``SkipSimplifiedLayerNormalization``, ``BiasGelu``, ``FastGelu`` (GPT-2's tanh GELU) and (with onnxruntime's level-1 optimizations)
 ``Gelu``. Canonization expands them back (:mod:`onnx_lrp.canonize.contrib_ops`); the relevance must
 equal the unfused model's to float32 rounding, and still agree with LXT 2.1.
 """
@@ -81,6 +81,23 @@ def test_fused_vit_explains_as_the_unfused_export():
     want = _vit_explainer(FIXTURES / "vit__dynamo.onnx", gamma).explain(ref["inputs"], target=ref["target"])
     assert relative(got.relevance, want.relevance) <= SAME
     assert relative(got.relevance, ref["relevance"]) <= 1e-3
+
+
+@pytest.mark.parametrize("composite", ["attnlrp", "cp_lrp"])
+def test_fused_gpt2_explains_as_the_unfused_export(composite):
+    """GPT-2 as HuggingFace writes it: causal mask by ``Where``, tanh GELU (fused: FastGelu). The
+    optimizer does not fuse this attention (its GPT-2 pattern predates the export)."""
+    ids = np.random.default_rng(7).integers(1, 48, (1, 8))
+    mask = np.ones_like(ids)
+
+    def explain(path):
+        explainer = onnx_lrp.Explainer(path, composite=composite, input_name="input_ids")
+        return explainer.explain(ids, feeds={"attention_mask": mask}, target=5)
+
+    got, want = explain(FUSED / "gpt2_ids__skip_fastgelu.onnx"), explain(FUSED / "gpt2_ids__torchscript.onnx")
+    assert relative(got.relevance, want.relevance) <= SAME
+    logits = ort_output(FUSED / "gpt2_ids__skip_fastgelu.onnx", {"input_ids": ids, "attention_mask": mask})
+    np.testing.assert_allclose(got.target_output, logits[:, 5], rtol=1e-5)
 
 
 def test_past_state_attention_names_the_node_and_the_unfused_export():

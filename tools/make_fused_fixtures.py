@@ -5,12 +5,15 @@ Run with an environment that has ``sympy`` (the optimizer's symbolic shape infer
 test extra does not), from the repository root::
 
     python tools/make_fused_fixtures.py            # -> tests/fixtures/attnlrp/fused/
+    python tools/make_fused_fixtures.py --gpt2     # first export the seeded GPT-2 (torch, transformers)
     python tools/make_fused_fixtures.py --report   # fused vs unfused relevance table (no sympy needed)
 
 Each fixture is ``onnxruntime.transformers.optimizer.optimize_model`` applied to an unfused export
 in ``tests/fixtures/attnlrp`` (tools/make_attnlrp_fixtures.py), with the fusion options that make
 the optimizer write the ``com.microsoft`` op named in the fixture (what it writes for each source is
-printed). ``opt_level=0`` runs the optimizer's Python fusions only; the ``_ort`` variant also runs
+printed). GPT-2 is exported here (``--gpt2``, TorchScript exporter, HuggingFace's GPT2LMHeadModel from a
+2-layer config with seeded weights, eager attention: its causal mask is a ``Where``), since no
+fixture of it exists. ``opt_level=0`` runs the optimizer's Python fusions only; the ``_ort`` variant also runs
 onnxruntime's own level-1 graph optimizations and saves their result, as a deployment would.
 """
 from __future__ import annotations
@@ -31,12 +34,44 @@ FIXTURES = {
     "bert_ids__attention_ort": ("bert_ids__torchscript", "bert", 4, 32, 1, {}),
     "llama_ids__skip_simplified": ("llama_ids__torchscript", "gpt2", 4, 32, 0, {}),
     "vit__skip_layernorm": ("vit__dynamo", "vit", 2, 32, 0, {}),
+    "gpt2_ids__skip_fastgelu": ("fused/gpt2_ids__torchscript", "gpt2", 4, 32, 0, {}),
 }
+
+
+def export_gpt2() -> None:
+    """GPT2LMHeadModel (2 layers, 4 heads, hidden 32, vocabulary 48), seeded as the other fixtures,
+    from token ids and the attention mask to the next-token logits."""
+    import torch
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    sys.path.insert(0, str(ROOT / "tools"))
+    from make_attnlrp_fixtures import _seed_params
+
+    config = GPT2Config(vocab_size=48, n_positions=32, n_embd=32, n_layer=2, n_head=4, n_inner=64,
+                        attn_implementation="eager")
+    lm = GPT2LMHeadModel(config).eval()
+    _seed_params(lm, seed=5)
+
+    class NextToken(torch.nn.Module):
+        def __init__(self, lm):
+            super().__init__()
+            self.lm = lm
+
+        def forward(self, input_ids, attention_mask):
+            return self.lm(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).logits[:, -1]
+
+    ids = torch.randint(1, 48, (1, 8), generator=torch.Generator().manual_seed(6))
+    OUT.mkdir(parents=True, exist_ok=True)
+    torch.onnx.export(NextToken(lm), (ids, torch.ones_like(ids)), str(OUT / "gpt2_ids__torchscript.onnx"),
+                      input_names=["input_ids", "attention_mask"], output_names=["logits"], opset_version=17,
+                      dynamo=False)
 
 
 def main() -> None:
     if "--report" in sys.argv:
         return report()
+    if "--gpt2" in sys.argv:
+        export_gpt2()
     from onnxruntime.transformers.fusion_options import FusionOptions
     from onnxruntime.transformers.optimizer import optimize_model
 
@@ -75,6 +110,15 @@ def report() -> None:
     want = _vit_explainer(SOURCES / "vit__dynamo.onnx", gamma).explain(ref["inputs"], target=ref["target"])
     print(f"| vit__skip_layernorm | cp_lrp + Gamma({gamma}) | {relative(got.relevance, want.relevance):.1e} | "
           f"{relative(got.relevance, ref['relevance']):.1e} |")
+    import onnx_lrp
+
+    ids = np.random.default_rng(7).integers(1, 48, (1, 8))
+    for composite in ("attnlrp", "cp_lrp"):
+        r = {name: onnx_lrp.Explainer(FUSED / f"{name}.onnx", composite=composite, input_name="input_ids").explain(
+            ids, feeds={"attention_mask": np.ones_like(ids)}, target=5).relevance
+             for name in ("gpt2_ids__skip_fastgelu", "gpt2_ids__torchscript")}
+        print(f"| gpt2_ids__skip_fastgelu | {composite} | "
+              f"{relative(r['gpt2_ids__skip_fastgelu'], r['gpt2_ids__torchscript']):.1e} | - |")
 
 
 if __name__ == "__main__":
