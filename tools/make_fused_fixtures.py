@@ -94,7 +94,8 @@ def report() -> None:
     import numpy as np
 
     sys.path.insert(0, str(ROOT / "tests"))
-    from test_fused_ops import FUSED, TOKEN_CASES, _vit_explainer, explain_ids, relative
+    from test_fused_ops import (FUSED, TOKEN_CASES, _vit_explainer, explain_ids, gpt2_with_attention, relative,
+                                with_embed_layer_norm)
 
     print("| fused fixture | composite | max|ΔR|/max|R| fused vs unfused | vs LXT 2.1 |")
     print("|---|---|---|---|")
@@ -104,6 +105,13 @@ def report() -> None:
         want = explain_ids(SOURCES / f"{source}__torchscript.onnx", ref, composite)
         lxt = f"{relative(got.relevance, ref['relevance']):.1e}" if composite == "attnlrp" or "llama" in source else "-"
         print(f"| {fused} | {composite} | {relative(got.relevance, want.relevance):.1e} | {lxt} |")
+    ref = np.load(SOURCES / "bert_ids__attnlrp.npz")
+    for composite in ("attnlrp", "cp_lrp"):
+        got = explain_ids(with_embed_layer_norm(), ref, composite)
+        want = explain_ids(SOURCES / "bert_ids__torchscript.onnx", ref, composite)
+        lxt = f"{relative(got.relevance, ref['relevance']):.1e}" if composite == "attnlrp" else "-"
+        print(f"| bert_ids__attention + EmbedLayerNormalization | {composite} | "
+              f"{relative(got.relevance, want.relevance):.1e} | {lxt} |")
     ref = np.load(SOURCES / "vit__cp_lrp_gamma.npz")
     gamma = float(ref["gamma"])
     got = _vit_explainer(FUSED / "vit__skip_layernorm.onnx", gamma).explain(ref["inputs"], target=ref["target"])
@@ -117,8 +125,11 @@ def report() -> None:
         r = {name: onnx_lrp.Explainer(FUSED / f"{name}.onnx", composite=composite, input_name="input_ids").explain(
             ids, feeds={"attention_mask": np.ones_like(ids)}, target=5).relevance
              for name in ("gpt2_ids__skip_fastgelu", "gpt2_ids__torchscript")}
+        causal = onnx_lrp.Explainer(gpt2_with_attention(), composite=composite, input_name="input_ids").explain(
+            ids, feeds={"attention_mask": np.ones_like(ids)}, target=5).relevance
         print(f"| gpt2_ids__skip_fastgelu | {composite} | "
               f"{relative(r['gpt2_ids__skip_fastgelu'], r['gpt2_ids__torchscript']):.1e} | - |")
+        print(f"| gpt2_ids + causal Attention | {composite} | {relative(causal, r['gpt2_ids__torchscript']):.1e} | - |")
 
 
 if __name__ == "__main__":

@@ -40,8 +40,7 @@ _KNOWN_UNSUPPORTED = {
     "RotaryEmbedding", "RelativePositionBias", "GatedRelativePositionBias", "GemmFastGelu", "BiasSplitGelu",
     "BiasSoftmax", "BiasDropout", "BitmaskBiasDropout", "SkipGroupNorm", "GroupNorm", "MatMulNBits",
     "MatMulBnb4", "DynamicQuantizeMatMul", "MatMulIntegerToFloat", "FusedMatMul", "FusedConv", "FusedGemm",
-    "EmbedLayerNormalization", "QEmbedLayerNormalization", "RemovePadding", "RestorePadding", "MoE", "QMoE",
-    "SparseAttention", "CDist", "Inverse", "Trilu",
+    "QEmbedLayerNormalization", "RemovePadding", "RestorePadding", "MoE", "QMoE",
 }
 
 
@@ -245,6 +244,30 @@ def _simplified_layer_norm(emit, node):
     _rms_norm(emit, node.input[0], node.input[1], [-1], attr(node, "epsilon", 1e-5), node.output[0])
 
 
+def _embed_layer_norm(emit, node):
+    """Word + position (+ segment) embeddings, then LayerNorm, as BERT's embedding layer; the mask
+    index output is the mask's per-sample count of ones, the (B) lengths Attention reads."""
+    ids, segments, word, positions, segment_table = (_input(node, i) for i in range(5))
+    mask, position_ids = _input(node, 7), _input(node, 8)
+    if emit.edit.const(word) is None or emit.edit.const(positions) is None:
+        raise _refuse(node, "its embedding tables are computed at run time")
+    total = emit.op("Gather", [word, ids], axis=0)
+    if position_ids is None:
+        position_ids = emit.op("Unsqueeze", [_positions(emit, _scalar_dim(emit, ids, 1)), emit.ints([0])])
+    total = emit.op("Add", [total, emit.op("Gather", [positions, position_ids], axis=0)])
+    if segments and segment_table:
+        total = emit.op("Add", [total, emit.op("Gather", [segment_table, segments], axis=0)])
+    if len(node.output) > 2 and node.output[2]:
+        total = emit.op("Identity", [total], out=node.output[2])
+    emit.op("LayerNormalization", [total, node.input[5], node.input[6]], out=node.output[0], axis=-1,
+            epsilon=attr(node, "epsilon", 1e-12))
+    if 1 in _used_outputs(emit, node):
+        if mask is None:
+            raise _refuse(node, "its mask index output is used without a mask input")
+        count = emit.op("ReduceSum", [emit.op("Cast", [mask], to=onnx.TensorProto.INT32), emit.ints([1])], keepdims=0)
+        emit.op("Identity", [count], out=node.output[1])
+
+
 # --- attention ---------------------------------------------------------------------------
 def _heads(emit: _Emitter, x: str, num_heads: int, head_size: int, perm: list[int]) -> str:
     """(B, S, N·H) -> (B, N, S, H) (perm [0,2,1,3]) or (B, N, H, S) (perm [0,2,3,1])."""
@@ -404,6 +427,7 @@ _EXPANSIONS = {
     "SkipLayerNormalization": _skip_layer_norm,
     "SkipSimplifiedLayerNormalization": _skip_simplified_layer_norm,
     "SimplifiedLayerNormalization": _simplified_layer_norm,
+    "EmbedLayerNormalization": _embed_layer_norm,
     "Gelu": _gelu,
     "BiasGelu": _bias_gelu,
     "FastGelu": _fast_gelu,

@@ -216,6 +216,31 @@ def test_simplified_layer_normalization_in_the_default_domain():
     assert_expansion_matches(model, {"x": SKIP_FEEDS["x"]}, atol=2e-6)
 
 
+@pytest.mark.parametrize("segments,position_ids,sum_output", [(True, False, False), (False, False, True),
+                                                               (True, True, True)])
+def test_embed_layer_normalization(segments, position_ids, sum_output):
+    """BERT's embeddings; the mask index (lengths) from a mask with a hole, as the kernel counts it."""
+    vocab, max_len = 11, 9
+    inputs = ["ids", "seg" if segments else "", "word", "pos", "segtab" if segments else "", "gamma", "beta",
+              "mask", "posids" if position_ids else ""]
+    outputs = ["y", "mask_index"] + (["sum"] if sum_output else [])
+    node = helper.make_node("EmbedLayerNormalization", inputs, outputs, name="emb", domain=MS, epsilon=1e-5)
+    graph_inputs = [vi("ids", [B, S], TensorProto.INT32), vi("mask", [B, S], TensorProto.INT32)]
+    graph_inputs += [vi("seg", [B, S], TensorProto.INT32)] if segments else []
+    graph_inputs += [vi("posids", [1, S], TensorProto.INT32)] if position_ids else []
+    graph_out = [vi("y", [B, S, D]), vi("mask_index", [B], TensorProto.INT32)] + (
+        [vi("sum", [B, S, D])] if sum_output else [])
+    inits = {"word": rand((vocab, D), 21), "pos": rand((max_len, D), 22), "segtab": rand((2, D), 23),
+             "gamma": rand((D,), 24) + 1, "beta": rand((D,), 25)}
+    model = contrib_model(node, graph_inputs, graph_out, {k: v for k, v in inits.items() if k in inputs})
+    rng = np.random.default_rng(26)
+    feeds = {"ids": rng.integers(0, vocab, (B, S)).astype(np.int32),
+             "mask": np.array([[1, 1, 1, 0, 0], [1, 0, 1, 1, 0]], np.int32)}
+    feeds |= {"seg": rng.integers(0, 2, (B, S)).astype(np.int32)} if segments else {}
+    feeds |= {"posids": np.array([[3, 1, 4, 1, 5]], np.int32)} if position_ids else {}
+    assert_expansion_matches(model, feeds, atol=2e-6)
+
+
 # --- activations -------------------------------------------------------------------------
 @pytest.mark.parametrize("op,inputs,attrs", [
     ("Gelu", ["x"], {}), ("BiasGelu", ["x", "bias"], {}), ("FastGelu", ["x"], {}),
