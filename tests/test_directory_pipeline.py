@@ -155,6 +155,35 @@ def test_a_signal_stops_cleanly_and_resume_completes_the_rest(tmp_path, signum, 
     no_temporaries(out)
 
 
+def test_an_input_the_writer_refuses_fails_alone_and_a_write_error_ends_the_run(monkeypatch, capsys, tmp_path):
+    """A writer's InvalidInput (e.g. a relevance the heatmap refuses) fails that input only; an
+    OutputError (e.g. a full disk) ends the run with one line, without a hang or a temporary file."""
+    from onnx_lrp import render
+    from onnx_lrp.errors import OutputError
+    from onnx_lrp.heatmap import HeatmapError
+
+    src = pictures(tmp_path / "in", 8)
+    write_result = render.write_result
+
+    def refusing(out, name, *args, **kwargs):
+        if name == "p003":
+            raise HeatmapError("relevance holds NaN or Inf; check the model output and the explained input")
+        if name == "p005" and out.name == "full":
+            raise OutputError(f"cannot write {str(out / name)!r} (No space left on device); is the disk full?")
+        return write_result(out, name, *args, **kwargs)
+
+    monkeypatch.setattr(render, "write_result", refusing)
+    threads = pipeline.Threads(readers=2, writers=2, read_ahead=3, write_behind=2)
+    code, stdout, stderr = run_main(monkeypatch, capsys, threads, CIFAR, src, "--out", tmp_path / "out", "--json")
+    doc = json.loads(stdout)
+    assert code == 1 and [r["name"] for r in doc["results"]] == [f"p{i:03d}" for i in range(8) if i != 3]
+    assert "p003" in doc["errors"][0]["input"] and "1 of 8 inputs failed" in stderr
+    code, _, stderr = run_main(monkeypatch, capsys, threads, CIFAR, src, "--out", tmp_path / "full")
+    last = stderr.strip().splitlines()[-1]
+    assert code == 1 and last.startswith("onnx-lrp: error: cannot write") and "full" in last
+    no_temporaries(tmp_path / "full")
+
+
 # --- failures inside the pipeline ------------------------------------------------------------------------
 def _stages(record: list, fail_read=None, fail_write=None, delay=0.0):
     """Stages over fake files: file k holds one sample; ``fail_*`` raise a RuntimeError at that file."""
@@ -240,4 +269,5 @@ def test_written_pngs_hold_the_heatmap_and_overlay_pixels(tmp_path):
     files = render.write_result(tmp_path, "x", relevance, pre, "coldnhot", picture)
     rmap = render.relevance_map(relevance, pre)
     np.testing.assert_array_equal(np.asarray(Image.open(files["heatmap"])), render.heatmap_rgb(rmap, "coldnhot"))
-    np.testing.assert_array_equal(np.asarray(Image.open(files["overlay"])), render.overlay_rgb(picture, rmap, "coldnhot"))
+    overlay = render.overlay_rgb(picture, rmap, "coldnhot")
+    np.testing.assert_array_equal(np.asarray(Image.open(files["overlay"])), overlay)
