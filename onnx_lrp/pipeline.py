@@ -6,10 +6,11 @@
     decode, preprocess   batch, Explainer.explain     encode PNG/NPY,    record in input order
     (image files)        (onnxruntime's threads)      JSON, HTML cards   (results, lines, report)
 
-Each stage holds a bounded number of inputs (:class:`Threads`), so memory stays bounded however
-many files there are. Only the main thread touches the run's state: it names inputs and records
-results, errors and progress in input order, so a run's files, lines and report are those of a
-run one input at a time (``Threads(readers=0, writers=0)`` is that run). Nothing waits on a queue
+Each stage holds a bounded number of inputs (:class:`Threads`: by default a batch each, so about
+three batches in all), so memory stays bounded however many files there are. Only the main thread
+touches the run's state: it names inputs and records results, errors and progress in input order,
+so a run's files, lines and report are those of a run one input at a time
+(``Threads(readers=0, writers=0)`` is that run). Nothing waits on a queue
 that a failed thread should have filled: every hand-over is a future, and a failure in a reader or
 writer is raised in the main thread when its turn comes, after which the pools are shut down.
 
@@ -59,8 +60,10 @@ class Threads:
 
     readers: int = 1
     writers: int = 1
-    read_ahead: int = 16   # image files decoded ahead of the explainer
-    write_behind: int = 16  # explained inputs waiting to be written and recorded
+    #: image files decoded ahead of the explainer, and explained inputs waiting to be written and
+    #: recorded; None: a batch each, so a run holds about three batches (read, explained, written)
+    read_ahead: int | None = None
+    write_behind: int | None = None
 
     @classmethod
     def for_cores(cls, cores: int | None = None) -> "Threads":
@@ -83,9 +86,9 @@ def run(files: list[Path], stages: Stages, batch_size: int, threads: Threads = T
     them unless ``stop`` — anything with ``is_set()`` — was set)."""
     stop = stop or threading.Event()
     with _pool(threads.readers, "onnx-lrp-read") as readers, _pool(threads.writers, "onnx-lrp-write") as writers:
-        outbox = _Outbox(writers, threads.write_behind + batch_size)
+        outbox = _Outbox(writers, (threads.write_behind or batch_size) + batch_size)
         batch: list[tuple[Sample, _Slot]] = []
-        for path, items in _read_ahead(files, stages.read, readers, threads.read_ahead):
+        for path, items in _read_ahead(files, stages.read, readers, threads.read_ahead or batch_size):
             for item in items:
                 if stop.is_set():
                     break
