@@ -35,8 +35,8 @@ def resolve_providers(requested=None) -> list[str]:
 #: session config entries added to every session made while :func:`extra_session_config` is entered
 _EXTRA_CONFIG: dict[str, str] = {}
 #: intra-op threads wait for work without spinning: their spin-waiting takes the cores other threads
-#: of the process (the command line's writers) or other processes need (2 shared cores, EfficientNet-Lite0:
-#: explain in memory 4.5 images/s without spinning against 2.7 with it, the command line 3.2 against 1.8)
+#: of the process (the command line's writers) or other processes need (2 cores loaded by other work,
+#: EfficientNet-Lite0: explain in memory 2.0-3.7 images/s without spinning against 1.4-2.4 with it)
 NO_SPINNING = {"session.intra_op.allow_spinning": "0"}
 
 

@@ -21,7 +21,7 @@ from onnx_lrp.files import write_atomic
 
 LAYOUTS = ("nchw", "nhwc")
 #: zlib level of written PNGs: the same pixels as Pillow's default (6) for a quarter of the CPU
-#: (224² heatmap 2.6 ms instead of 11.6 ms, overlay 3.7 instead of 12.7) and 4-24 % more bytes
+#: (224² heatmap 2.7 ms instead of 11.8 ms, overlay 3.7 instead of 12.8) and 4-26 % more bytes
 #: (level 0: 1 ms, but 3.5× the bytes); ``tools/bench_dataset.py --png-levels`` measures it.
 PNG_COMPRESS_LEVEL = 1
 
