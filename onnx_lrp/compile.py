@@ -234,9 +234,18 @@ def _assemble(g: ModelGraph, b: GraphBuilder, layers: dict[str, str], relevances
 
 def _batch_first(g: ModelGraph, tensor: str) -> bool:
     """Whether ``tensor``'s samples lie along axis 0 alone (not moved, not merged with another
-    axis): what the outputs of a batched run are cut along. Assumed where that is unknown."""
-    axes = g.batch_axes_of(tensor) if g.batched else None
-    return axes is None or (axes == (0,) and g.shape(tensor)[0] == 1)  # probed at batch 1
+    axis): what the outputs of a batched run are cut along and its chunks joined along. Where a
+    run holds one sample, the tensors whose axis 0 is 1 (each run's row is its sample; an (L, 1, E)
+    tensor would be cut to its first row); with a fixed batch B, assumed for those whose axis 0 is B."""
+    if not g.batched:
+        return True
+    shape = g.shape(tensor)
+    if g.holds_one_sample():
+        return shape[:1] == (1,)
+    axes = g.batch_axes_of(tensor)
+    if axes is None:  # a fixed batch: where it is cannot be probed
+        return shape[:1] == (g.fixed_batch,)
+    return axes == (0,) and shape[0] == 1  # probed at batch 1
 
 
 def forward_nodes(g: ModelGraph, b: GraphBuilder) -> list[onnx.NodeProto]:

@@ -231,7 +231,7 @@ class Explainer:
         axes = {name: axis for name, _, axis in key}
         g = ModelGraph.build(model, self.label, self.input_name, self.output_name, shapes, dtypes,
                              self.input_names, axes)
-        g.batched = self.batch_axis is not None
+        g.batched, g.fixed_batch = self.batch_axis is not None, fixed
         if len(samples) > 1:  # where each tensor's batch is, from a second run (only when asked)
             g.shapes_at_other_batch = lambda: probe(model, samples[1], self.label)[0]
         return g
@@ -340,7 +340,10 @@ class Explainer:
         seed_input = compiled.target_name
         arrays[seed_input] = weights if weights is not None else targets
         axes[seed_input] = 0
-        values = run_batched(session, names, arrays, axes, n, batch_size, self._fixed_batch(),
+        # a model found not to run at batch 2 has its batch-axis checks off: one sample per run (a
+        # model never probed there runs whole, and onnxruntime refuses a batch baked in)
+        fixed = self._fixed_batch() or (1 if g.batch_probe_failed() else None)
+        values = run_batched(session, names, arrays, axes, n, batch_size, fixed,
                              f"the explainer of {self.label}")
         k = len(compiled.relevances)
         relevances = dict(zip(compiled.relevances, values[:k]))

@@ -458,6 +458,8 @@ class ModelGraph:
     #: the shapes of every tensor at a second batch size (called once, when first needed), or None
     #: for a fixed batch: then every tensor's batch is taken to be axis 0
     shapes_at_other_batch: Callable[[], dict[str, tuple]] | None = None
+    #: the batch size the explained input declares, when it is a fixed number
+    fixed_batch: int | None = None
     dag: nx.DiGraph = field(default_factory=nx.DiGraph)
     nodes: dict[str, onnx.NodeProto] = field(default_factory=dict)
     producer: dict[str, str] = field(default_factory=dict)
@@ -520,26 +522,51 @@ class ModelGraph:
         """Whether ``axis`` of ``tensor`` holds the samples (ops must not mix along it): the axes whose
         size changes with the batch, read off runs at two batch sizes; exporters move the batch
         (paddle2onnx splits q, k, v along axis 0 of a (3, batch, heads, L, d) tensor), and an axis the
-        batch was merged into counts too. Axis 0 where that is unknown (see :meth:`batch_axes_of`)."""
-        if not self.batched:
+        batch was merged into counts too. Axis 0 where that is unknown (see :meth:`batch_axes_of`);
+        none where a run holds one sample (:meth:`holds_one_sample`)."""
+        if not self.batched or self.holds_one_sample():
             return False
         axis %= max(len(self.shape(tensor)), 1)
         axes = self.batch_axes_of(tensor)
         return axis == 0 if axes is None else axis in axes
 
-    def batch_axes_of(self, tensor: str) -> tuple[int, ...] | None:
-        """The axes of ``tensor`` whose size differs between the two probed batch sizes (none for a
-        constant); None where unknown: a fixed batch, or a model that does not run at batch 2 (a
-        batch of 1 baked into a Reshape)."""
+    def holds_one_sample(self) -> bool:
+        """Whether every run of the model holds a single sample: a batch of 1 fixed in the declared
+        input, or baked into the graph so that it does not run at batch 2 (a Reshape to
+        (1, ...); the explainer then runs one sample at a time). No op can mix samples then, so
+        no axis is refused as a batch axis: torchvision's ViT exported at batch 1 moves its batch
+        inside ``nn.MultiheadAttention`` ((L, N, E), q, k, v stacked in front) where the second
+        probe cannot see it."""
+        if not self.batched:
+            return False
+        if self.fixed_batch is not None:
+            return self.fixed_batch == 1
+        return self.batch_probe_failed(ask=True)
+
+    def batch_probe_failed(self, ask: bool = False) -> bool:
+        """Whether the run at the second batch size failed (the model runs at batch 1 only);
+        ``ask=False`` answers False without running it when nothing asked before."""
+        if ask:
+            self._other_batch_shapes()
+        return self._memo.get("other_batch_shapes", {}) is None and self.shapes_at_other_batch is not None
+
+    def _other_batch_shapes(self) -> dict[str, tuple] | None:
         if "other_batch_shapes" not in self._memo:
             try:
                 other = self.shapes_at_other_batch() if self.shapes_at_other_batch else None
             except InvalidInput:
                 other = None
             self._memo["other_batch_shapes"] = other
-        if self._memo["other_batch_shapes"] is None:
+        return self._memo["other_batch_shapes"]
+
+    def batch_axes_of(self, tensor: str) -> tuple[int, ...] | None:
+        """The axes of ``tensor`` whose size differs between the two probed batch sizes (none for a
+        constant); None where unknown: a fixed batch, or a model that does not run at batch 2 (a
+        batch of 1 baked into a Reshape)."""
+        shapes = self._other_batch_shapes()
+        if shapes is None:
             return None
-        other = self._memo["other_batch_shapes"].get(tensor)
+        other = shapes.get(tensor)
         mine = self.shapes.get(tensor)
         if other is None or mine is None or len(other) != len(mine):
             return ()

@@ -122,9 +122,9 @@ def test_kept_layers_leave_out_tensors_whose_samples_are_not_along_axis_0():
     np.testing.assert_allclose(res.layers["qkv"].reshape(3, -1).sum(1), res.target_output, rtol=1e-5)
 
 
-def test_a_model_that_runs_at_batch_1_only_keeps_axis_0_as_its_batch():
+def test_a_model_that_runs_at_batch_1_only_is_explained_one_sample_per_run():
     """A batch of 1 baked into a Reshape (a declared free batch the graph cannot serve): the second
-    probe fails, so axis 0 is taken as the batch as before, and batch 1 is explained."""
+    probe fails, so each run holds one sample; several samples are run one at a time."""
     nodes = [_ints("shape", [1, 2, 2]), helper.make_node("Reshape", ["x", "shape"], ["r"]),
              helper.make_node("Concat", ["r", "r"], ["c"], axis=2), _ints("flat", [1, 8]),
              helper.make_node("Reshape", ["c", "flat"], ["y"])]
@@ -134,3 +134,40 @@ def test_a_model_that_runs_at_batch_1_only_keeps_axis_0_as_its_batch():
     expected = np.zeros_like(x)
     expected[0, 3] = x[0, 3]  # y[5] = r[0, 1, 1 + 2 - 2] = x[3]
     np.testing.assert_allclose(res.relevance, expected, rtol=1e-6)
+    xs = randn((3, 4), 3)
+    res = onnx_lrp.Explainer(model, composite="epsilon", epsilon=0.0).explain(xs, target=[5, 0, 2])
+    expected = np.zeros_like(xs)
+    expected[[0, 1, 2], [3, 0, 0]] = xs[[0, 1, 2], [3, 0, 0]]  # y[2] = r[0, 0, 2 - 2] = x[0]
+    np.testing.assert_allclose(res.relevance, expected, rtol=1e-6)
+
+
+def _at_fixed_batch(model, batch):
+    """``model`` with its batch dimension declared as the number ``batch``."""
+    for value in list(model.graph.input) + list(model.graph.output):
+        value.type.tensor_type.shape.dim[0].dim_value = batch
+    return model
+
+
+@pytest.mark.parametrize("composite", ["attnlrp", "cp_lrp"])
+def test_a_fixed_batch_of_1_holds_one_sample_so_no_axis_is_refused_as_its_batch(composite):
+    """Exported at a fixed batch of 1 (torchvision's ViT: nn.MultiheadAttention stacks q, k, v in
+    front of its (L, N, E) activations), the batch cannot be probed; a run holds one sample, so
+    slicing q, k, v off axis 0 mixes nothing. Several samples run one at a time, each explained as
+    the free-batch model explains it; kept layers are those whose axis 0 is the run's sample."""
+    x = randn((3, L, E), 7)
+    free = onnx_lrp.Explainer(paddle_attention(), composite=composite).explain(x, target=(2, 5), keep_layers=True)
+    fixed = onnx_lrp.Explainer(_at_fixed_batch(paddle_attention(), 1), composite=composite)
+    res = fixed.explain(x, target=(2, 5), keep_layers=True)
+    np.testing.assert_allclose(res.relevance, free.relevance, rtol=1e-5, atol=1e-6 * np.abs(free.relevance).max())
+    assert {"x", "qkv", "qkv5", "v", "ctx"} <= set(res.layers) and "qkv_t" not in res.layers
+    assert all(len(r) == 3 for r in res.layers.values())
+    for name in ("qkv", "v", "ctx"):
+        np.testing.assert_allclose(res.layers[name], free.layers[name], rtol=1e-5,
+                                   atol=1e-6 * np.abs(free.layers[name]).max())
+
+
+def test_a_fixed_batch_above_1_still_refuses_slicing_axis_0():
+    """A fixed batch of 2 holds two samples per run: axis 0 is taken as the batch, as before."""
+    with pytest.raises(UnsupportedOp, match="slicing the batch axis"):
+        onnx_lrp.Explainer(_at_fixed_batch(paddle_attention(), 2), composite="cp_lrp").explain(
+            randn((2, L, E), 7), target=(2, 5))

@@ -28,11 +28,35 @@ def test_vit_recipe_agrees_with_lxt(exporter):
     source = onnx.load(FIXTURES / f"vit__{exporter}.onnx")
     gamma = float(ref["gamma"])
     names = _attention_projections(source) & {n.name for n in onnx_lrp.Explainer(source).model.graph.node}
-    # batch_axis=None: exported at a fixed batch of 1, and nn.MultiheadAttention works on (L, N, E)
-    # inside, so axis 0 is no batch there
+    # exported at a fixed batch of 1, so a run holds one sample: nn.MultiheadAttention's (L, N, E)
+    # activations, with q, k, v stacked on axis 0, mix nothing (no batch_axis=None needed)
     explainer = onnx_lrp.Explainer(source, composite="cp_lrp", conv_gamma=gamma, linear_gamma=gamma,
-                                   batch_axis=None, name_map={n: rules.Epsilon(0.0) for n in names})
+                                   name_map={n: rules.Epsilon(0.0) for n in names})
     result = explainer.explain(ref["inputs"], target=ref["target"])
     r, lxt = result.relevance.astype(np.float64).ravel(), ref["relevance"].astype(np.float64).ravel()
     pearson, max_rel = np.corrcoef(r, lxt)[0, 1], np.abs(r - lxt).max() / np.abs(lxt).max()
     assert pearson >= 0.9999 and max_rel <= 1e-3, (pearson, max_rel)
+
+
+@pytest.mark.parametrize("exporter,composite", [("torchscript", "cp_lrp"), ("dynamo", "attnlrp")])
+def test_vit_explains_from_the_command_line_with_a_heatmap_at_input_resolution(tmp_path, capsys, exporter,
+                                                                                composite):
+    """Exported at a fixed batch of 1, the ViT explains from the command line as a CNN does, with no
+    batch option: a run holds one sample, so moving the batch inside nn.MultiheadAttention mixes
+    nothing. The relevance is the API's with batch_axis=None (checked against LXT above), the heatmap
+    is at the 32×32 input's resolution."""
+    from PIL import Image
+
+    from onnx_lrp import cli
+
+    ref = np.load(FIXTURES / "vit__cp_lrp_gamma.npz")
+    model, target = FIXTURES / f"vit__{exporter}.onnx", int(ref["target"][0])
+    np.save(tmp_path / "x.npy", ref["inputs"])
+    code = cli.main([str(model), str(tmp_path / "x.npy"), "--composite", composite, "--target", str(target),
+                     "--out", str(tmp_path / "out")])
+    assert code == 0, capsys.readouterr().err
+    relevance = np.load(tmp_path / "out" / "x.relevance.npy")
+    assert relevance.shape == (1, 3, 32, 32) and np.abs(relevance).max() > 0
+    expected = onnx_lrp.Explainer(model, composite=composite, batch_axis=None).explain(ref["inputs"], target=target)
+    np.testing.assert_allclose(relevance, expected.relevance[0], rtol=1e-5, atol=1e-6 * np.abs(relevance).max())
+    assert Image.open(tmp_path / "out" / "x.heatmap.png").size == (32, 32)
