@@ -27,7 +27,7 @@ TARGET = "target"
 #: the explainer input of weights over the output (seed = weights ⊙ output), compiled with weights=True
 WEIGHTS = "target_weights"
 RELEVANCE = "relevance"
-_LINEAR = (cat.CONV, cat.DENSE)
+_LINEAR = (cat.CONV, cat.DENSE, cat.ATTENTION_PROJECTION)
 
 
 class StandIn(Handler):

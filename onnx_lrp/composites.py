@@ -97,6 +97,8 @@ class Composite:
         if is_first and self.first_layer is not None:
             return self.first_layer
         if category not in self.layer_map:
+            category = cat.FALLBACK.get(category, category)
+        if category not in self.layer_map:
             raise CompositeError(f"node {node.name!r} ({node.op_type}) has category {category!r}, which "
                                  f"{self!r} gives no rule; add category_map={{{category!r}: ...}}")
         return self.layer_map[category]

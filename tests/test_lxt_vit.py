@@ -60,3 +60,49 @@ def test_vit_explains_from_the_command_line_with_a_heatmap_at_input_resolution(t
     expected = onnx_lrp.Explainer(model, composite=composite, batch_axis=None).explain(ref["inputs"], target=target)
     np.testing.assert_allclose(relevance, expected.relevance[0], rtol=1e-5, atol=1e-6 * np.abs(relevance).max())
     assert Image.open(tmp_path / "out" / "x.heatmap.png").size == (32, 32)
+
+
+@pytest.mark.parametrize("exporter", ["torchscript", "dynamo"])
+def test_vit_recipe_from_the_command_line_selects_the_projections_by_category(tmp_path, capsys, exporter):
+    """The projections are category ``attention_projection`` (dense layers whose output reaches
+    Q Kᵀ or A·V, or whose input comes from A·V, through data movement and constant scales only),
+    the very nodes the name scopes select above: LXT's recipe from the command line, no node names."""
+    from onnx_lrp import cli
+    from onnx_lrp.compile import plan_nodes
+
+    ref = np.load(FIXTURES / "vit__cp_lrp_gamma.npz")
+    model, gamma = FIXTURES / f"vit__{exporter}.onnx", float(ref["gamma"])
+    steps = plan_nodes(onnx_lrp.Explainer(model).graph((3, 32, 32)), onnx_lrp.composites.get("cp_lrp"))
+    found = {s.node.name for s in steps if s.category == "attention_projection"}
+    dense = {s.node.name for s in steps if s.category in ("dense", "attention_projection")}
+    assert found == _attention_projections(onnx.load(model)) & dense  # the scopes also hold Q Kᵀ and A·V
+    assert len(found) == 4  # two encoder layers: the fused q, k, v projection and the output projection
+    np.save(tmp_path / "x.npy", ref["inputs"])
+    code = cli.main([str(model), str(tmp_path / "x.npy"), "--composite", "cp_lrp", "--target", str(int(ref["target"][0])),
+                     "--category-rule", f"dense=Gamma({gamma})", "--category-rule", f"convolution=Gamma({gamma})",
+                     "--category-rule", "attention_projection=Epsilon(0)", "--out", str(tmp_path / "out")])
+    assert code == 0, capsys.readouterr().err
+    r = np.load(tmp_path / "out" / "x.relevance.npy").astype(np.float64).ravel()
+    lxt = ref["relevance"].astype(np.float64).ravel()
+    pearson, max_rel = np.corrcoef(r, lxt)[0, 1], np.abs(r - lxt).max() / np.abs(lxt).max()
+    assert pearson >= 0.9999 and max_rel <= 1e-3, (pearson, max_rel)
+
+
+def test_attention_projections_are_the_dense_layers_into_and_out_of_attention():
+    """q, k, v projected separately and the output projection after A·V are found; dense layers
+    joined by data movement alone are not (and asking one about the other ends)."""
+    from onnx_lrp.compile import plan_nodes
+    from test_batch_axes import L, E, separate_attention
+    from model_builders import make_model, randn, vi
+    from onnx import helper
+
+    def categories(model, shape):
+        steps = plan_nodes(onnx_lrp.Explainer(model).graph(shape), onnx_lrp.composites.get("attnlrp"))
+        return {s.node.input[1]: s.category for s in steps if s.node.op_type == "MatMul"
+                and s.category != "bilinear"}
+
+    assert categories(separate_attention(), (L, E)) == {f"w_{p}": "attention_projection" for p in "qkvo"}
+    mlp = make_model([helper.make_node("MatMul", ["x", "w1"], ["h"]), helper.make_node("Reshape", ["h", "s"], ["a"]),
+                      helper.make_node("MatMul", ["a", "w2"], ["y"])], [vi("x", ["N", 4])], [vi("y", ["N", 3])],
+                     {"w1": randn((4, 4), 1), "w2": randn((4, 3), 2), "s": np.array([-1, 4])})
+    assert categories(mlp, (4,)) == {"w1": "dense", "w2": "dense"}

@@ -66,6 +66,11 @@ def add_composite(parser, default: str = composites.DEFAULT):
                             "repeatable; `onnx-lrp inspect MODEL` lists node names")
     group.add_argument("--op-rule", action="append", type=_assignment("--op-rule"), metavar="OPTYPE=RULE",
                        help="give every node of an op type a rule, e.g. --op-rule 'MaxPool=Norm'; repeatable")
+    group.add_argument("--category-rule", action="append", type=_assignment("--category-rule"),
+                       metavar="CATEGORY=RULE",
+                       help="give every node of a category (`onnx-lrp inspect` shows them) a rule, e.g. "
+                            "--category-rule 'dense=Gamma(0.25)' --category-rule 'attention_projection=Epsilon(0)' "
+                            "(LXT's ViT recipe with --composite cp_lrp and convolution=Gamma(0.25)); repeatable")
     group.add_argument("--cell-epsilon", type=nonnegative_float, metavar="EPS",
                        help="ε of the ε-rule splitting an LSTM/GRU cell update c = f·c' + i·g (default 1e-6)")
     return group
@@ -148,7 +153,8 @@ def composite_kwargs(args, pre) -> dict:
         kwargs = pre.box_bounds(args.low, args.high, args.model) if args.composite == "epsilon_gamma_box" else {}
     except CompositeError as exc:
         raise UsageError(str(exc)) from None
-    kwargs.update({k: dict(v) for k, v in (("name_map", args.rule), ("type_map", args.op_rule)) if v})
+    maps = (("name_map", args.rule), ("type_map", args.op_rule), ("category_map", getattr(args, "category_rule", None)))
+    kwargs.update({k: dict(v) for k, v in maps if v})
     if getattr(args, "cell_epsilon", None) is not None:
         kwargs["cell_epsilon"] = args.cell_epsilon
     return kwargs

@@ -458,7 +458,7 @@ def randomisable_layers(model, sample_shape) -> list[tuple[str, list[str]]]:
     layers = []
     for node in g.topo_nodes():
         handler = handler_for(node, g)
-        if handler.category_of(node, g) not in (cat.CONV, cat.DENSE):
+        if handler.category_of(node, g) not in (cat.CONV, cat.DENSE, cat.ATTENTION_PROJECTION):
             continue
         params = [t for t in node.input if t in init_names and t not in g.relevant]
         if params:

@@ -18,8 +18,9 @@ The *signal* of ``A V`` (what CP-LRP propagates into) is the operand that is not
 """
 from __future__ import annotations
 
-from .base import BILINEAR, NONNEGATIVE, SOFTMAX, Handler, attr, unbroadcast, unsupported
-from .registry import handles
+from ..errors import UnsupportedOp
+from .base import AFFINE, BILINEAR, CONV, DENSE, NONNEGATIVE, ROUTE, SOFTMAX, Handler, attr, unbroadcast, unsupported
+from .registry import handler_for, handles
 from .structure import producer
 
 #: Ops that pass attention probabilities on unchanged in value range (dropout, casts, head reshapes).
@@ -158,3 +159,39 @@ class SoftmaxHandler(Handler):
         sg = b.mul(s, grads[0])
         total = b.op("ReduceSum", [sg, b.ints([self.axis(node, g)])], keepdims=1)
         return [b.sub(sg, b.mul(s, total))]
+
+
+#: How many nodes a walk from a dense layer to an attention product visits at most.
+_WALK_LIMIT = 64
+
+
+def is_attention_projection(node, g) -> bool:
+    """Whether dense layer ``node`` projects into or out of attention: its output reaches an operand
+    of a product of two activations (the q, k, v projections) or its input comes from one (the
+    output projection after A·V), through data movement and constant scales and biases only.
+    These are category ``"attention_projection"``, which takes the dense rule unless a composite
+    names it: LXT's ViT recipe leaves them at LRP-0 while the other dense layers get Gamma, since
+    ``nn.MultiheadAttention`` calls them functionally and LXT's module hooks never see them."""
+    return g.memo("attention_projection", node, lambda: _reaches_product(g, node.name, g.dag.successors)
+                  or _reaches_product(g, node.name, g.dag.predecessors))
+
+
+def _reaches_product(g, start: str, step) -> bool:
+    seen, todo = set(), list(step(start))
+    while todo and len(seen) < _WALK_LIMIT:
+        name = todo.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        node = g.nodes[name]
+        try:
+            handler = handler_for(node, g)
+            # a dense layer or convolution ends the walk (asking its category would walk back here)
+            category = None if handler.category in (DENSE, CONV) else handler.category_of(node, g)
+        except UnsupportedOp:
+            continue
+        if category == BILINEAR:
+            return True
+        if category in (ROUTE, AFFINE):
+            todo.extend(step(name))
+    return False

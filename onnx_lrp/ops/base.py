@@ -40,8 +40,13 @@ CONV, DENSE, AFFINE, ACTIVATION, SUM, AVGPOOL, MAXPOOL, ROUTE, BATCHNORM, GATE, 
 BILINEAR, SOFTMAX = "bilinear", "softmax"
 #: A recurrent cell update: the sum of two gated terms, ``c = f⊙c' + i⊙g`` (GRU: ``(1−z)⊙n + z⊙h'``).
 CELL = "cell"
+#: A dense layer inside attention (the q, k, v and output projections); a composite that gives it
+#: no rule gives it the dense rule (:data:`FALLBACK`).
+ATTENTION_PROJECTION = "attention_projection"
 CATEGORIES = (CONV, DENSE, AFFINE, ACTIVATION, SUM, AVGPOOL, MAXPOOL, ROUTE, BATCHNORM, GATE, NORMALIZE, PASS,
-              BILINEAR, SOFTMAX, CELL)
+              BILINEAR, SOFTMAX, CELL, ATTENTION_PROJECTION)
+#: Category -> the category whose rule it takes where a composite does not name it.
+FALLBACK = {ATTENTION_PROJECTION: DENSE}
 
 #: Sign behaviours (:attr:`Handler.sign`).
 NONNEGATIVE, KEEPS_SIGN = "nonnegative", "keeps sign"

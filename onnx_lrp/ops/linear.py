@@ -9,7 +9,8 @@ import math
 
 import numpy as np
 
-from .base import CONV, DENSE, Handler, attr, unsupported
+from .attention import is_attention_projection
+from .base import ATTENTION_PROJECTION, CONV, DENSE, Handler, attr, unsupported
 from .registry import handles
 
 
@@ -167,6 +168,9 @@ class GemmHandler(Handler):
     data_dependent = "Gemm is supported with the data as A and a constant B"
     weight_input, bias_input, output_channel_axis = 1, 2, -1
 
+    def category_of(self, node, g):
+        return ATTENTION_PROJECTION if is_attention_projection(node, g) else DENSE
+
     def weight_axes(self, node):
         return (0, 1) if attr(node, "transB", 0) else (1, 0)
 
@@ -211,6 +215,9 @@ class MatMulHandler(Handler):
     linear = True
 
     weight_input, output_channel_axis = 1, -1  # x @ W, as exporters write dense layers; W @ x has it first
+
+    def category_of(self, node, g):
+        return ATTENTION_PROJECTION if is_attention_projection(node, g) else DENSE
 
     def weight_axes(self, node):
         return (1, 0)  # W (in, out) of x @ W
