@@ -21,7 +21,7 @@ import fuzz_cases as fuzz
 #: an embedding, a layout=1 recurrent layer, ...).
 KIND_SEEDS = {"image": 91, "sequence": 23, "tokens": 14, "recurrent": 1, "vector": 1}
 
-FUZZ = settings(max_examples=30, deadline=None, derandomize=True, database=None,
+FUZZ = settings(max_examples=20, deadline=None, derandomize=True, database=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 
 
