@@ -7,6 +7,7 @@ import pathlib
 
 import numpy as np
 import onnx
+from onnx import numpy_helper
 import pytest
 
 import onnx_lrp
@@ -106,3 +107,43 @@ def test_attention_projections_are_the_dense_layers_into_and_out_of_attention():
                       helper.make_node("MatMul", ["a", "w2"], ["y"])], [vi("x", ["N", 4])], [vi("y", ["N", 3])],
                      {"w1": randn((4, 4), 1), "w2": randn((4, 3), 2), "s": np.array([-1, 4])})
     assert categories(mlp, (4,)) == {"w1": "dense", "w2": "dense"}
+
+
+def _without_biases(model: onnx.ModelProto) -> tuple[onnx.ModelProto, set[str]]:
+    """The ViT with every additive constant zero: Conv/Gemm/LayerNorm biases, the dense layers' bias
+    Adds, the position embedding and the class token (a constant concatenated or expanded into the
+    tokens). Scalars stay: they are GELU's 1 and the attention scale, not biases."""
+    model = onnx.ModelProto.FromString(model.SerializeToString())
+    tensors = {t.name: t for t in model.graph.initializer}
+    tensors.update({n.output[0]: n.attribute[0].t for n in model.graph.node if n.op_type == "Constant"})
+    zeroed = set()
+    for node in model.graph.node:
+        if node.op_type in ("Conv", "Gemm", "LayerNormalization"):
+            candidates = node.input[2:3]
+        elif node.op_type in ("Add", "Concat", "Expand"):
+            candidates = node.input[:1] if node.op_type == "Expand" else node.input
+        else:
+            continue
+        for name in candidates:
+            array = numpy_helper.to_array(tensors[name]) if name in tensors else None
+            if array is not None and array.dtype.kind == "f" and array.size > 1:
+                tensors[name].CopyFrom(numpy_helper.from_array(np.zeros_like(array), tensors[name].name))
+                zeroed.add(name)
+    return model, zeroed
+
+
+@pytest.mark.parametrize("exporter", ["torchscript", "dynamo"])
+def test_cp_lrp_conserves_on_the_vit_without_biases(exporter):
+    """ε = 0 and every additive constant zero: CP-LRP conserves on the ViT as on BERT (the softmax
+    gets no relevance, every other rule is conservative); with the trained biases it does not."""
+    ref = np.load(FIXTURES / "vit__cp_lrp_gamma.npz")
+    source = onnx.load(FIXTURES / f"vit__{exporter}.onnx")
+    model, zeroed = _without_biases(source)
+    # 14 dense/conv/LayerNorm biases of the two-layer model, the head's, the position embedding, the class token
+    assert "encoder.pos_embedding" in zeroed and len(zeroed) == 17, sorted(zeroed)
+    biased = onnx_lrp.Explainer(source, composite="cp_lrp").explain(ref["inputs"], target=ref["target"])
+    assert abs(biased.conservation()[0] - 1.0) > 1e-2, biased.conservation()
+    for layer_norm in ("identity", "detach"):
+        result = onnx_lrp.Explainer(model, composite="cp_lrp", layer_norm=layer_norm).explain(
+            ref["inputs"], target=ref["target"])
+        assert abs(result.conservation()[0] - 1.0) <= 1e-4, (layer_norm, result.conservation())
