@@ -146,9 +146,9 @@ class Attributor:
         key = composites.get(composite or e.composite, **composite_kwargs)  # equal composites, one explainer
         with e.sessions.lock:
             if key not in self._lrp:
-                output = e.output_name if e.output_name in _outputs(e.source_model) else None
-                self._lrp[key] = Explainer(materialize(e.source_model), composite=key, providers=e.providers,
-                                           output=output, input_name=e.input_name, cache_size=e.sessions.size)
+                # from the canonized model: the store keeps only the weights it reads (see Explainer)
+                self._lrp[key] = Explainer(materialize(e.model), composite=key, providers=e.providers,
+                                           output=e.output_name, input_name=e.input_name, cache_size=e.sessions.size)
             return self._lrp[key]
 
     def _run(self, session, names, inputs, batch_size=None):
@@ -170,10 +170,6 @@ def _float_input(x: np.ndarray, method: str) -> None:
         raise InvalidInput(f"method {method!r} needs floating-point input values (it scales, shifts or occludes "
                            "them); this input holds integers (token ids): use 'lrp', 'gradient' or 'saliency', "
                            "which are given at the embedding output")
-
-
-def _outputs(proto) -> set[str]:
-    return {o.name for o in proto.graph.output}
 
 
 def attributor(model, **explainer_kwargs) -> Attributor:

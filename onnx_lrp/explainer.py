@@ -160,6 +160,9 @@ class Explainer:
             self.input_shape = declared_shape(declared[self.input_name])
         canon = canonize(proto, out, strip_squashers)
         self.model, self.output_name, self.notes = canon.model, canon.output, canon.notes
+        # every later compile starts from the canonized model: the weights only the source read (those
+        # from before a BatchNorm fold, float16 originals) are dropped before the store spills them
+        self._weights.retain([self.model])
         read = [vi.name for vi in self.model.graph.input]
         #: graph inputs the explained output reads but that are not explained: pass them as feeds
         self.feed_names = [name for name in read if name not in self.input_names]

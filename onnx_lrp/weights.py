@@ -180,6 +180,18 @@ class WeightStore:
         """Bytes of arrays held (in memory or in the scratch file)."""
         return sum(a.nbytes for a in self.arrays.copy().values())
 
+    def retain(self, models) -> int:
+        """Drop the arrays that none of ``models`` refers to (e.g. convolution weights from before a
+        BatchNorm fold), so that they are neither held nor written to the scratch file. Arrays made
+        later are kept as usual. Returns the bytes freed."""
+        wanted = {key for model in models for key in _store_keys(model, self.id)}
+        with self._lock:
+            unused = [k for k in self.arrays if k not in wanted and k not in self._spilled]
+            freed = sum(self.arrays[k].nbytes for k in unused)
+            for key in unused:
+                del self.arrays[key]
+        return freed
+
     def file_location(self, key: str) -> tuple[int, int]:
         """(offset, length) of a spilled array in :attr:`file`."""
         return self._spilled[key]
@@ -256,6 +268,20 @@ def _stub_location(tensor: onnx.TensorProto) -> str | None:
     return None
 
 
+def _store_keys(model: onnx.ModelProto, store_id: str):
+    """Keys of the arrays of store ``store_id`` that the model's stubs name (subgraphs included)."""
+    graphs = [model.graph]
+    while graphs:  # without recursion: subgraphs may nest deeper than Python's stack
+        graph = graphs.pop()
+        for tensor in graph.initializer:
+            location = _stub_location(tensor)
+            if location is not None and location.startswith(store_id + "/"):
+                yield location.split("/", 1)[1]
+        for node in graph.node:
+            for a in node.attribute:
+                graphs.extend([a.g] if a.type == onnx.AttributeProto.GRAPH else a.graphs)
+
+
 def is_stub(tensor: onnx.TensorProto) -> bool:
     """Whether the initializer is a stub whose array lives in a :class:`WeightStore`."""
     return _stub_location(tensor) is not None
@@ -267,7 +293,12 @@ def tensor_value(tensor: onnx.TensorProto) -> np.ndarray:
     if location is None:
         return numpy_helper.to_array(tensor)
     store_id, key = location.split("/", 1)
-    return _STORES[store_id].arrays[key]
+    try:
+        return _STORES[store_id].arrays[key]
+    except KeyError:
+        raise ModelLoadError(f"initializer {tensor.name!r}: its array was dropped from the weight store as no "
+                             "compiled model used it; keep a model that refers to it (e.g. the canonized "
+                             "model) to read it") from None
 
 
 def store_of(model: onnx.ModelProto) -> WeightStore | None:

@@ -122,3 +122,38 @@ def test_spilled_arrays_read_back_bit_exact(dtype):
         assert store.arrays[key].dtype == array.dtype
         offset, length = store.file_location(key)
         assert offset % 4096 == 0 and length == array.nbytes
+
+
+def conv_bn(fold_by_hand: bool):
+    """x (N, 32, 8, 8) -> Conv (a 36 KB weight) -> BatchNormalization -> Relu -> GlobalAveragePool ->
+    Flatten: 32 logits; with ``fold_by_hand`` the BatchNorm is folded into the Conv here."""
+    w, bias = randn((32, 32, 3, 3), 3) * 0.1, randn((32,), 4) * 0.1
+    scale, shift = 1 + 0.2 * randn((32,), 5), 0.1 * randn((32,), 6)
+    mean, var = 0.1 * randn((32,), 7), 1 + 0.1 * np.abs(randn((32,), 8))
+    inits = {"W": w, "B": bias}
+    nodes = [helper.make_node("Conv", ["x", "W", "B"], ["c"], pads=[1, 1, 1, 1])]
+    if fold_by_hand:
+        factor = (scale / np.sqrt(var + 1e-5)).astype(np.float32)
+        inits = {"W": w * factor[:, None, None, None], "B": (bias - mean) * factor + shift}
+        nodes = [helper.make_node("Conv", ["x", "W", "B"], ["h"], pads=[1, 1, 1, 1])]
+    else:
+        inits.update(scale=scale, shift=shift, mean=mean, var=var)
+        nodes.append(helper.make_node("BatchNormalization", ["c", "scale", "shift", "mean", "var"], ["h"]))
+    nodes += [helper.make_node("Relu", ["h"], ["r"]), helper.make_node("GlobalAveragePool", ["r"], ["p"]),
+              helper.make_node("Flatten", ["p"], ["y"])]
+    return make_model(nodes, [vi("x", ["N", 32, 8, 8])], [vi("y", ["N", 32])], inits), w
+
+
+def test_weights_only_the_source_model_read_are_not_kept():
+    """The Conv weight from before the BatchNorm fold is dropped from the store (never spilled),
+    and the explanation is that of the model folded by hand."""
+    model, w = conv_bn(fold_by_hand=False)
+    explainer = Explainer(model, composite="epsilon_plus", providers=[CPU])
+    x = randn((2, 32, 8, 8), 9)
+    result = explainer.explain(x, target=[1, 5])
+    held = list(explainer._weights.arrays.values())
+    assert not any(a.shape == w.shape and np.array_equal(a, w) for a in held)
+    pages = sum(-(-a.nbytes // 4096) * 4096 for a in held)
+    assert explainer._weights.file.stat().st_size == pages  # the scratch file holds what is held, no more
+    folded = Explainer(conv_bn(fold_by_hand=True)[0], composite="epsilon_plus", providers=[CPU])
+    np.testing.assert_allclose(result.relevance, folded.explain(x, target=[1, 5]).relevance, rtol=1e-4, atol=1e-6)
