@@ -30,6 +30,8 @@ class GraphBuilder:
         self._store = store
         #: forward node name -> {output index: tensor name} the relevance sweep also needs
         self.extra_outputs: dict[str, dict[int, str]] = {}
+        #: forward node name -> the nodes computing its outputs instead (see :meth:`in_forward`)
+        self.forward_replacements: dict[str, list[onnx.NodeProto]] = {}
 
     def reuse(self, arrays: dict[str, np.ndarray]) -> None:
         """Let :meth:`const` refer to these existing initializers when handed the same array
@@ -88,6 +90,18 @@ class GraphBuilder:
         if index not in wanted:
             wanted[index] = self.fresh(hint)
         return wanted[index]
+
+    def in_forward(self, node, emit):
+        """Replace the model's forward ``node`` by the nodes ``emit()`` emits (which must compute
+        the node's outputs under their names, and may compute more); returns what ``emit`` returns,
+        or None when the node was already replaced."""
+        if node.name in self.forward_replacements:
+            return None
+        start = len(self.nodes)
+        result = emit()
+        self.forward_replacements[node.name] = self.nodes[start:]
+        del self.nodes[start:]
+        return result
 
     def derived_const(self, source: np.ndarray, tag: str, make) -> str:
         """``const(make(source))``, computed once per source array and tag."""

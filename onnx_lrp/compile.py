@@ -224,7 +224,8 @@ def _assemble(g: ModelGraph, b: GraphBuilder, layers: dict[str, str], relevances
         layer_nodes.append(helper.make_node("Identity", [name], [out_name], name=b.claim(f"keep:{tensor}")))
         # rank only: an inner tensor's axis 0 need not be the batch (e.g. after a Transpose)
         outputs.append(helper.make_tensor_value_info(out_name, TensorProto.FLOAT, [None] * len(g.shape(tensor))))
-    graph = helper.make_graph(forward_nodes(g, b) + b.nodes + layer_nodes, "lrp_explainer", inputs, outputs,
+    nodes = forward_nodes(g, b) + b.nodes + layer_nodes
+    graph = helper.make_graph(nodes, "lrp_explainer", inputs, outputs,
                               initializer=list(src.initializer) + b.initializers)
     model = helper.make_model(graph, opset_imports=list(g.model.opset_import),
                               producer_name="onnx-lrp")
@@ -249,8 +250,14 @@ def _batch_first(g: ModelGraph, tensor: str) -> bool:
 
 
 def forward_nodes(g: ModelGraph, b: GraphBuilder) -> list[onnx.NodeProto]:
-    """The model's own nodes, with the extra outputs the relevance sweep asked them for."""
-    return [_with_extra_outputs(node, b.extra_outputs.get(node.name)) for node in g.model.graph.node]
+    """The model's own nodes, with the extra outputs the relevance sweep asked them for, or the
+    nodes that compute them together with more (see :meth:`GraphBuilder.in_forward`)."""
+    nodes = []
+    for node in g.model.graph.node:
+        replacement = b.forward_replacements.get(node.name)
+        nodes.extend(replacement if replacement is not None
+                     else [_with_extra_outputs(node, b.extra_outputs.get(node.name))])
+    return nodes
 
 
 def _with_extra_outputs(node: onnx.NodeProto, extra: dict[int, str] | None) -> onnx.NodeProto:

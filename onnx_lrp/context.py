@@ -60,6 +60,28 @@ class NodeContext:
         grads = list(grad) if isinstance(grad, (list, tuple)) else [grad]
         return self.handler.vjp(self.b, self.node, self.g, grads, self.params(modify))
 
+    def forward_shifted(self, x: str, modify, shift: float) -> str:
+        """``f(x; modify(W), modify(b) + shift)``: a stabiliser ε folded into the bias of the
+        denominator's own op instead of an Add over its output."""
+        return self.handler.forward(self.b, self.node, self.g, [x], self._shifted(modify, shift))
+
+    def forward_pair(self, modify, shift: float = 0.0) -> tuple[str, str]:
+        """(the model's own output, ``f(x; modify(W), modify(b) + shift)``) on the node's own input
+        x, computed by one op where the handler can (one Conv with both weights' output channels,
+        :meth:`~onnx_lrp.ops.base.Handler.forward_beside`)."""
+        params = self._shifted(modify, shift)
+        beside = self.handler.forward_beside(self.b, self.node, self.g, self.params(), params)
+        if beside is None:
+            beside = self.handler.forward(self.b, self.node, self.g, self.inputs, params)
+        return self.node.output[0], beside
+
+    def _shifted(self, modify, shift: float) -> dict:
+        params = self.params(modify)
+        if not shift:
+            return params
+        bias = (params["bias"].astype(np.float64) + shift).astype(np.float32)
+        return {**params, "bias": bias}
+
     # --- input transforms, shared between nodes reading the same tensor -------------------
     def positive(self, x: str) -> str:
         return x if self.nonnegative(x) else self._shared.get(("pos", x), lambda: self.b.positive(x))

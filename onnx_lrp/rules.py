@@ -133,8 +133,10 @@ class ZPlus(Rule):
     def __call__(self, ctx):
         x = self._single_input(ctx)
         pairs = _sign_pairs(ctx, x, _positive, _no_bias(_negative))
-        z = ctx.b.sum([ctx.forward([xi], mod) for xi, mod in pairs])
-        s = ctx.b.ratio(ctx.R, z, self.stabilizer, sign=+1)  # x⁺W⁺ + b⁺ + x⁻W⁻ >= 0
+        # x⁺W⁺ + b⁺ + x⁻W⁻ >= 0: the stabiliser +ε goes into the bias of the first pass (no Add)
+        z = ctx.b.sum([ctx.forward_shifted(pairs[0][0], _positive, self.stabilizer)] +
+                      [ctx.forward([xi], mod) for xi, mod in pairs[1:]])
+        s = _shifted_ratio(ctx, z, self.stabilizer)
         return [ctx.b.sum([ctx.b.mul(xi, ctx.vjp(s, mod)[0]) for xi, mod in pairs])]
 
 
@@ -181,19 +183,20 @@ class Gamma(Rule):
 
     def _nonnegative_input(self, ctx, x):
         """The same rule for x >= 0 with one modified forward and two VJPs instead of two and two:
-        with p = f(x; W⁺, b⁺) and z = f(x; W, b), the denominators are z + γp (where z > 0) and
-        z + γ(z − p) (where z < 0), and by linearity of the VJP in W,
-        R = x ⊙ [VJP_W(s⁺ + (1+γ)s⁻) + γ·VJP_{W⁺}(s⁺ − s⁻)]."""
+        with z = f(x; W, b) and q = γ·f(x; W⁺, b⁺) + ε (ε in q's bias; q computed by the model's own
+        Conv where the handler can, :meth:`NodeContext.forward_pair`), the denominators are z + q
+        (where z > 0) and (1+γ)z − q (where z < 0), and by linearity of the VJP in W,
+        R = x ⊙ [VJP_W(s⁺ + (1+γ)s⁻) + VJP_{γW⁺}(s⁺ − s⁻)]."""
         b, gamma = ctx.b, self.gamma
-        z = ctx.forward()
-        p = ctx.forward([x], _positive)
+        scaled = _scaled_positive(gamma)
+        z, q = ctx.forward_pair(scaled, self.stabilizer)
         zero = b.const(0.0)
-        pos_den = b.add(z, b.mul(p, b.const(gamma)))  # > 0 wherever z > 0
-        neg_den = b.add(z, b.mul(b.sub(z, p), b.const(gamma)))  # < 0 wherever z < 0
-        s_pos = b.op("Where", [b.op("Greater", [z, zero]), b.ratio(ctx.R, pos_den, self.stabilizer, sign=+1), zero])
-        s_neg = b.op("Where", [b.op("Less", [z, zero]), b.ratio(ctx.R, neg_den, self.stabilizer, sign=-1), zero])
+        pos_den = b.add(z, q)  # > 0 wherever z > 0
+        neg_den = b.sub(b.mul(z, b.const(1.0 + gamma)), q)  # < 0 wherever z < 0
+        s_pos = b.op("Where", [b.op("Greater", [z, zero]), b.div(ctx.R, pos_den), zero])
+        s_neg = b.op("Where", [b.op("Less", [z, zero]), b.div(ctx.R, neg_den), zero])
         plain = ctx.vjp(b.add(s_pos, b.mul(s_neg, b.const(1.0 + gamma))))[0]
-        positive = ctx.vjp(b.mul(b.sub(s_pos, s_neg), b.const(gamma)), _positive)[0]
+        positive = ctx.vjp(b.sub(s_pos, s_neg), scaled)[0]
         return b.mul(x, b.add(plain, positive))
 
 
@@ -352,6 +355,19 @@ def _signal_position(ctx, rule) -> int:
             f"name_map={{{ctx.node.name!r}: onnx_lrp.rules.Uniform()}} (equal split) or "
             f"onnx_lrp.rules.Norm() (split in proportion to each input's contribution, for sums)")
     return position
+
+
+def _scaled_positive(gamma):
+    def modify(name, p):
+        return gamma * np.maximum(p, 0)
+    modify.key = ("scaled_positive", gamma)
+    return modify
+
+
+def _shifted_ratio(ctx, z, stabilizer):
+    """R / z for a denominator whose stabiliser is already in it (a shifted bias), or LRP-0's
+    ratio (0 where z = 0) when there is none."""
+    return ctx.b.div(ctx.R, z) if stabilizer else ctx.b.ratio(ctx.R, z, 0.0)
 
 
 def _identity_mod(name, p):

@@ -141,21 +141,24 @@ def test_alpha_beta_rejects_non_conserving_parameters():
         rules.AlphaBeta(alpha=2.0, beta=2.0)
 
 
+@pytest.mark.parametrize("stride", [1, 2])
 @pytest.mark.parametrize("rule_name", ["gamma", "gamma_1", "zplus", "alpha_beta"])
-def test_rules_on_nonnegative_inputs_match_oracle(rule_name):
-    """Inputs known to be >= 0 (after a ReLU) take shorter code paths; they must agree too."""
+def test_rules_on_nonnegative_inputs_match_oracle(rule_name, stride):
+    """Inputs known to be >= 0 (after a ReLU) take shorter code paths (the W⁺ pass in the model's own
+    Conv, one VJP over stacked weights: a Conv at stride 1, a ConvTranspose at 2); they must agree too."""
     from onnx import TensorProto, helper, numpy_helper
     w = RNG.standard_normal((4, 3, 3, 3)).astype(np.float32)
     bias = RNG.standard_normal(4).astype(np.float32)
     nodes = [helper.make_node("Relu", ["x"], ["r"], name="relu"),
-             helper.make_node("Conv", ["r", "W", "B"], ["y"], name="node", pads=[1, 1, 1, 1])]
+             helper.make_node("Conv", ["r", "W", "B"], ["y"], name="node", pads=[1, 1, 1, 1], strides=[stride] * 2)]
     graph = helper.make_graph(nodes, "relu_conv", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None] * 4)],
                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, [None] * 4)],
                               [numpy_helper.from_array(w, "W"), numpy_helper.from_array(bias, "B")])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     x = RNG.standard_normal((2, 3, 5, 5)).astype(np.float32)
-    A, b = oracle.conv_to_dense(w, bias, (3, 5, 5), pads=[1, 1, 1, 1])[:2]
-    R = RNG.standard_normal((2, 4, 5, 5)).astype(np.float32)
+    A, b = oracle.conv_to_dense(w, bias, (3, 5, 5), pads=[1, 1, 1, 1], strides=[stride] * 2)[:2]
+    side = 5 if stride == 1 else 3
+    R = RNG.standard_normal((2, 4, side, side)).astype(np.float32)
     make_rule, reference = RULE_CASES[rule_name]
     got = run_rule(model, make_rule(None, None), x, R)[0]
     r = np.maximum(x, 0)

@@ -7,6 +7,7 @@ table gives each variant's median and its ratio to the first. The load average i
 
     python tools/bench_interleaved.py --variant before=/path/to/main --variant after=. \\
         --models vgg16 resnet50 --composites epsilon_plus_flat epsilon_gamma_box --batches 1 8 --rounds 7
+    python tools/bench_interleaved.py --cpu-time ...     # one thread each, CPU time: for a busy machine
 
 A variant is ``LABEL=ROOT`` (a checkout whose ``onnx_lrp`` is imported) optionally followed by
 ``:NAME=VALUE,...`` environment settings. The models are bench.py's (torchvision, seeded weights);
@@ -32,6 +33,8 @@ def worker(spec: dict) -> None:
     """Build the explainer, warm up, then time one explain per line read from stdin."""
     import numpy as np
     import onnx_lrp
+    if spec.get("one_thread"):
+        one_thread()
     x = np.load(spec["x_path"]) if spec.get("x_path") else bench.inputs(spec["batch"])
     kwargs = {"composite": spec["composite"], **bench.explainer_kwargs(spec["name"], spec["onnx_path"])}
     if spec["composite"] == "epsilon_gamma_box":
@@ -45,9 +48,23 @@ def worker(spec: dict) -> None:
         np.save(np_path, relevance)
     print("ready", flush=True)
     for _ in sys.stdin:
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         explainer.explain(x, target=target)
-        print(json.dumps({"t": time.perf_counter() - start, "rss": bench.peak_rss_mb()}), flush=True)
+        print(json.dumps({"t": time.perf_counter() - start, "cpu": time.process_time() - cpu,
+                          "rss": bench.peak_rss_mb()}), flush=True)
+
+
+def one_thread() -> None:
+    """Sessions with one intra-op thread that does not spin: the process's CPU time is then the
+    work itself, which a loaded machine inflates far less than the wall-clock time."""
+    from onnx_lrp import executor
+    plain = executor.session_options
+
+    def options(optimize=True, threads=None):
+        opts = plain(optimize, 1)
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        return opts
+    executor.session_options = options
 
 
 def parse_variant(text: str) -> tuple[str, Path, dict]:
@@ -73,6 +90,9 @@ def main(argv=None) -> int:
     parser.add_argument("--batches", nargs="+", type=int, default=[1, 8])
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--workdir", type=Path)
+    parser.add_argument("--cpu-time", action="store_true",
+                        help="one non-spinning onnxruntime thread per session, and compare CPU time: on a loaded "
+                             "machine far steadier than the wall-clock time")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
@@ -89,15 +109,16 @@ def main(argv=None) -> int:
                     if not onnx_path.exists():
                         onnx_path, _, x_path = bench.prepare_transformer(name, batch, workdir)
                     rows.append(compare(variants, name, bench.TRANSFORMERS[name][0], batch, onnx_path, args.rounds,
-                                        Path(tmp), x_path))
+                                        Path(tmp), x_path, args.cpu_time))
                 continue
             onnx_path = workdir / f"{name}.onnx"
             if not onnx_path.exists():
                 onnx_path, _ = bench.prepare(name, workdir)
             for composite in args.composites:
                 for batch in args.batches:
-                    rows.append(compare(variants, name, composite, batch, onnx_path, args.rounds, Path(tmp)))
-    print(f"\nload average at the end: {os.getloadavg()}")
+                    rows.append(compare(variants, name, composite, batch, onnx_path, args.rounds, Path(tmp),
+                                        cpu_time=args.cpu_time))
+    print(f"\nload average at the end: {os.getloadavg()}; {'CPU' if args.cpu_time else 'wall-clock'} time")
     labels = [v[0] for v in variants]
     print("| model | batch | composite | " + " | ".join(f"{v} ms" for v in labels) + " | " +
           " | ".join(f"{v} / {labels[0]}" for v in labels[1:]) + " | max rel Δ vs " + labels[0] + " | load |")
@@ -111,12 +132,12 @@ def main(argv=None) -> int:
     return 0
 
 
-def compare(variants, name, composite, batch, onnx_path, rounds, tmp: Path, x_path=None) -> dict:
+def compare(variants, name, composite, batch, onnx_path, rounds, tmp: Path, x_path=None, cpu_time=False) -> dict:
     import numpy as np
     procs = {}
     for label, root, env in variants:  # one at a time: building sessions in parallel would crowd the cores
         spec = dict(onnx_path=str(onnx_path), composite=composite, batch=batch, out=str(tmp / f"{label}.npy"),
-                    name=name, x_path=str(x_path) if x_path else None)
+                    name=name, x_path=str(x_path) if x_path else None, one_thread=cpu_time)
         procs[label] = start(label, root, env, spec)
         if procs[label].stdout.readline().strip() != "ready":
             raise RuntimeError(f"variant {label} failed to start")
@@ -125,7 +146,7 @@ def compare(variants, name, composite, batch, onnx_path, rounds, tmp: Path, x_pa
         for label, proc in procs.items():
             proc.stdin.write("\n")
             proc.stdin.flush()
-            times[label].append(json.loads(proc.stdout.readline())["t"])
+            times[label].append(json.loads(proc.stdout.readline())["cpu" if cpu_time else "t"])
     for proc in procs.values():
         proc.stdin.close()
         proc.wait()

@@ -174,6 +174,13 @@ class Handler:
         """Gradients at the relevant inputs given gradients at the outputs (None = zero)."""
         raise unsupported(node, "no gradient is implemented for this op")
 
+    def forward_beside(self, b: GraphBuilder, node: onnx.NodeProto, g: ModelGraph, params: dict,
+                       other: dict) -> str | None:
+        """The op on its own input with ``other`` parameters, computed by the node of the model's
+        forward pass itself (which then computes both, see :meth:`GraphBuilder.in_forward`); None
+        where the handler cannot (the caller then emits :meth:`forward`)."""
+        return None
+
 
 def unbroadcast(b: GraphBuilder, grad: str, grad_shape: tuple, target_shape: tuple) -> str:
     """Sum ``grad`` over the axes along which ``target`` was broadcast to ``grad_shape``."""

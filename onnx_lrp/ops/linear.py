@@ -83,6 +83,10 @@ class ConvHandler(Handler):
             weight = b.derived_const(params["weight"], "w_flipT", lambda w: flip_transpose(w, geo["group"]))
             return [b.op("Conv", [grads[0], weight], hint="conv_vjp", kernel_shape=geo["kernel_shape"],
                          dilations=geo["dilations"], pads=flipped, group=geo["group"])]
+        return [b.op("ConvTranspose", [grads[0], b.const(params["weight"], "w")], hint="conv_vjp",
+                     output_padding=self._vjp_output_padding(node, g, geo), **geo)]
+
+    def _vjp_output_padding(self, node, g, geo) -> list[int]:
         in_spatial = _spatial(g.shape(node.input[0]))
         out_spatial = _spatial(g.shape(node.output[0]))
         output_padding = []
@@ -90,8 +94,25 @@ class ConvHandler(Handler):
                                                geo["dilations"], geo["pads"][:len(in_spatial)],
                                                geo["pads"][len(in_spatial):]):
             output_padding.append(size - (s * (out - 1) + d * (k - 1) + 1 - pb - pe))
-        return [b.op("ConvTranspose", [grads[0], b.const(params["weight"], "w")], hint="conv_vjp",
-                     output_padding=output_padding, **geo)]
+        return output_padding
+
+    def forward_beside(self, b, node, g, params, other):
+        """One Conv with the output channels of both weights, split: the input is unfolded once and
+        multiplied by one taller matrix instead of two (a plain Conv with one group only)."""
+        if node.op_type != "Conv" or self.geometry(node, g)["group"] != 1:
+            return None
+        geo = self.geometry(node, g)
+        weight = np.concatenate([params["weight"], other["weight"]])
+        bias = np.concatenate([params["bias"], other["bias"]])
+        channels = int(params["weight"].shape[0])
+
+        def emit():
+            both = b.op("Conv", [node.input[0], b.const(weight, "w_pair"), b.const(bias, "b_pair")],
+                        hint="conv_pair", **geo)
+            beside = b.fresh("conv_beside")
+            b.op("Split", [both, b.ints([channels, channels])], outputs=[node.output[0], beside], axis=1)
+            return beside
+        return b.in_forward(node, emit)
 
 
 def _flipped_conv_pads(geo) -> list[int] | None:
