@@ -12,7 +12,7 @@ generator), so the same builder serves shrinking property tests and long seeded 
   keeping an axis, Reshape and Unsqueeze/Squeeze round trips, constant scales, Identity/Dropout,
   float16 Cast round trips;
 * sequence (N, T, F) and tokens (int64 ids → Gather from an embedding table, negative ids too):
-  position-wise dense layers, attention (MatMul or Einsum of two activations, one or two heads,
+  position-wise dense layers (MatMul or Einsum), attention (MatMul or Einsum of two activations, one or two heads,
   scaled by Mul or Div, masked by an added constant (−inf, −1e9, float32's lowest) or by Where),
   LayerNormalization and its decomposition, GLU gates, GELU (the op at opset 20, the Erf and tanh
   forms below), Slice/Split/Pad/Transpose/Concat/Resize along tokens or features;
@@ -399,9 +399,11 @@ def _sequence_body(c, net, t, length, features):
         kind = c.choice(["dense", "dense", "attention", "attention", "norm", "norm", "concat", "act", "glu",
                          "slice", "split", "pad", "transpose", "resize", "where", "reduce", "token_mix", "conv1d",
                          "softmax"])
-        if kind == "dense":
+        if kind == "dense":  # MatMul or the same layer as Einsum (Keras EinsumDense, some torch exports)
             hidden = c.integer(1, 8)
-            y = net.op("MatMul", [t, net.weight((features, hidden), features)])
+            form = c.choice(["MatMul", "btf,fh->bth", "...f,fh->...h"])
+            y = net.op("MatMul", [t, net.weight((features, hidden), features)]) if form == "MatMul" else \
+                net.op("Einsum", [t, net.weight((features, hidden), features)], equation=form)
             t = net.op("Add", [y, net.bias(hidden)]) if c.boolean() else y
         elif kind == "attention":
             t = _attention(c, net, t, length, features)

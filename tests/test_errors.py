@@ -248,9 +248,10 @@ def test_bounds_that_do_not_broadcast_to_the_input():
 
 def _einsum_model(name="mix"):
     w = randn((4, 3), 200)
-    return make_model([helper.make_node("Einsum", ["x", "w"], ["h"], name=name, equation="ij,jk->ik"),
+    # an outer product over j, not a dense layer (``ij,jk->ik`` is one, rewritten into a MatMul)
+    return make_model([helper.make_node("Einsum", ["x", "w"], ["h"], name=name, equation="ij,jk->ijk"),
                        helper.make_node("Relu", ["h"], ["y"], name="relu")],
-                      [vi("x", ["N", 4])], [vi("y", ["N", 3])], {"w": w})
+                      [vi("x", ["N", 4])], [vi("y", ["N", 4, 3])], {"w": w})
 
 
 def _topk_model():

@@ -13,6 +13,7 @@ from .constants import fold_constants
 from .contrib_ops import expand_contrib_ops
 from .dense_bias import fuse_dense_bias
 from .dequantize import dequantize_weights
+from .einsum_dense import rewrite_einsum_dense
 from .fold_batchnorm import fold_batchnorm
 from .fold_scale import fold_linear_affine, fold_scale
 from .fuse_bias import fuse_bias
@@ -23,7 +24,8 @@ from .strip_softmax import strip_softmax
 
 __all__ = ["canonize", "Canonized", "fold_constants", "fold_batchnorm", "fuse_bias",
            "remove_identities", "prune_to_output", "strip_softmax", "fold_scale", "fold_linear_affine",
-           "restore_softmax", "fuse_dense_bias", "dequantize_weights", "expand_contrib_ops"]
+           "restore_softmax", "fuse_dense_bias", "dequantize_weights", "expand_contrib_ops",
+           "rewrite_einsum_dense"]
 
 
 @dataclass
@@ -49,6 +51,7 @@ def canonize(model: onnx.ModelProto, output: str, strip_squashers: bool = True) 
         notes.append(f"the trailing {stripped} was removed: relevance explains its input {output!r} "
                      "(the logits), not the probabilities")
         model = prune_to_output(model, output)
+    model = rewrite_einsum_dense(model, _ranks(model))  # before the folds, which then see a MatMul
     model = fold_batchnorm(model)
     model = fold_linear_affine(model, _ranks(model))
     model = fuse_dense_bias(model, _ranks(model))

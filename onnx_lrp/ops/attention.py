@@ -133,6 +133,33 @@ class BilinearEinsumHandler(_TwoActivations):
                 b.op("Einsum", [x, grads[0]], hint="einsum_vjp", equation=f"{a},{out}->{c}")]
 
 
+def _one_constant(node, g) -> bool:
+    return len(node.input) == 2 and sum(g.const(t) is not None for t in node.input) == 1
+
+
+@handles("Einsum", when=_one_constant)
+class ConstantEinsumHandler(Handler):
+    """``Einsum`` of the data and a constant that canonization did not rewrite into a dense layer
+    (:mod:`onnx_lrp.canonize.einsum_dense`): refused, naming the equation and why."""
+
+    category = DENSE
+
+    def check(self, node, g):
+        from ..canonize.einsum_dense import einsum_dense_plan  # canonize imports the handlers late
+
+        equation = attr(node, "equation", "")
+        data_index = 0 if g.const(node.input[0]) is None else 1
+        weight = g.const(node.input[1 - data_index])
+        try:
+            rank = len(g.shape(node.input[data_index]))
+        except KeyError:
+            rank = None
+        plan = einsum_dense_plan(equation, data_index, rank, weight)
+        why = plan if isinstance(plan, str) else "the dense-layer rewrite did not apply"
+        raise unsupported(node, f"Einsum {equation!r} with a constant operand: {why}; a dense layer is "
+                                "written 'btf,fh->bth' (the data's indices kept or contracted with the weight's)")
+
+
 @handles("Softmax")
 class SoftmaxHandler(Handler):
     """``Softmax`` over one axis inside the graph (a trailing softmax is removed by canonization)."""
