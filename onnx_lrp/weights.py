@@ -13,6 +13,10 @@ weight twice. It memory-maps external data *files* instead, so before a session 
 writes its arrays once to a scratch file (:meth:`WeightStore.spill`, in /dev/shm where it has
 room, else the temporary folder) and swaps them for read-only memory maps of that file: the arrays and onnxruntime's weights are then the same pages of the
 page cache, and every later session (other shapes, ``keep_layers``, gradients) maps them again.
+The folder's name holds the host and process id, so that a process killed before it could delete its
+folder (SIGKILL, the out-of-memory killer) does not leave memory taken for good: the next store to
+spill of a process on that host removes the folders of processes that no longer exist
+(:func:`sweep_orphans`).
 
 Arrays derived for one input shape (folded shape arithmetic, a rule's modified weights) are
 recorded while that shape is built (:meth:`WeightStore.recording`) and released with it
@@ -26,6 +30,7 @@ import ctypes
 import itertools
 import os
 import shutil
+import socket
 import tempfile
 import threading
 import uuid
@@ -62,6 +67,62 @@ def _scratch_root(nbytes: int) -> str | None:
     return _SHM if room >= 2 * nbytes and os.access(_SHM, os.W_OK) else None
 
 
+_FOLDER = "onnx-lrp-weights-"
+
+
+def _folder_prefix(pid: int | None = None) -> str:
+    """The scratch folder's name up to its random part: host and process id (a host's names only,
+    since /dev/shm may be shared by containers whose process ids overlap)."""
+    host = "".join(c if c.isalnum() or c in "-." else "_" for c in socket.gethostname())
+    return f"{_FOLDER}{host}-{os.getpid() if pid is None else pid}-"
+
+
+def sweep_orphans(root: str | None) -> list[Path]:
+    """Remove the scratch folders in ``root`` (None: the temporary folder) that processes of this host
+    left behind when they were killed; returns them. A folder whose process is alive is kept."""
+    root_path = Path(root or tempfile.gettempdir())
+    this_host = _folder_prefix(0)[: -len("0-")]
+    removed = []
+    try:
+        candidates = [p for p in root_path.iterdir() if p.name.startswith(this_host)]
+    except OSError:
+        return removed
+    for folder in candidates:
+        pid = folder.name[len(this_host):].split("-", 1)[0]
+        if pid.isdigit() and not _alive(int(pid)) and _owned(folder):
+            shutil.rmtree(folder, ignore_errors=True)
+            removed.append(folder)
+    return removed
+
+
+def _owned(folder: Path) -> bool:
+    try:
+        return folder.is_dir() and folder.stat().st_uid == os.getuid()
+    except OSError:  # removed meanwhile
+        return False
+
+
+_swept = threading.Event()
+
+
+def _sweep_once() -> None:
+    """:func:`sweep_orphans` in both scratch roots, at the first spill of the process."""
+    if not _swept.is_set():
+        _swept.set()
+        for root in (_SHM, None):
+            sweep_orphans(root)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # it exists, but belongs to someone else
+        return True
+    return True
+
+
 class WeightStore:
     """Arrays of the stubs of one model family (a model and everything derived from it)."""
 
@@ -96,7 +157,8 @@ class WeightStore:
             pending = [k for k in arrays if k not in self._spilled]
             if self._dir is None:
                 need = sum(arrays[k].nbytes for k in pending)
-                self._dir = Path(tempfile.mkdtemp(prefix="onnx-lrp-weights-", dir=_scratch_root(need)))
+                _sweep_once()
+                self._dir = Path(tempfile.mkdtemp(prefix=_folder_prefix(), dir=_scratch_root(need)))
                 self._remove_dir = weakref.finalize(self, shutil.rmtree, str(self._dir), True)
             if pending:
                 self._append(pending)

@@ -157,3 +157,43 @@ def test_weights_only_the_source_model_read_are_not_kept():
     assert explainer._weights.file.stat().st_size == pages  # the scratch file holds what is held, no more
     folded = Explainer(conv_bn(fold_by_hand=True)[0], composite="epsilon_plus", providers=[CPU])
     np.testing.assert_allclose(result.relevance, folded.explain(x, target=[1, 5]).relevance, rtol=1e-4, atol=1e-6)
+
+
+
+MODELS = Path(__file__).resolve().parent.parent / "models"
+_EXPLAINER_IN_A_PROCESS = """
+import sys, time, numpy, onnx_lrp
+explainer = onnx_lrp.Explainer(sys.argv[1])
+explainer.explain(numpy.load(sys.argv[3]))  # the first session spills the weights
+print(explainer._weights.file.parent, flush=True)
+time.sleep(float(sys.argv[2]))
+"""
+
+
+def _explainer_process(seconds: float):
+    import subprocess
+    import sys
+    return subprocess.Popen([sys.executable, "-c", _EXPLAINER_IN_A_PROCESS, str(MODELS / "cifar10_cnn.onnx"),
+                             str(seconds), str(MODELS / "samples" / "cat_cifar10.npy")], stdout=subprocess.PIPE, text=True)
+
+
+def test_a_killed_process_scratch_folder_is_removed_by_the_next_process():
+    """SIGKILL leaves no chance to delete the scratch folder (in /dev/shm it holds memory): the next
+    process's first spill removes the folders of this host's processes that are gone, and keeps
+    those of processes still running."""
+    import signal
+
+    alive = Explainer(MODELS / "cifar10_cnn.onnx")
+    alive.explain(np.load(MODELS / "samples" / "cat_cifar10.npy"))
+    killed = _explainer_process(60)
+    orphan = Path(killed.stdout.readline().strip())
+    assert orphan.is_dir() and f"-{killed.pid}-" in orphan.name
+    killed.send_signal(signal.SIGKILL)
+    killed.wait()
+    assert orphan.is_dir()  # nothing removed it yet
+
+    fresh = _explainer_process(0)
+    fresh.communicate(timeout=120)
+    assert fresh.returncode == 0
+    assert not orphan.exists()
+    assert alive._weights.file.exists()  # a running process's folder stays
