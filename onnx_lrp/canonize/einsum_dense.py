@@ -117,8 +117,11 @@ def rewrite_einsum_dense(model: onnx.ModelProto, ranks: dict[str, int]) -> onnx.
     if not found:
         return model
     for node, plan in found:
+        bias = _bias_after(edit, node, plan)
         edit.remove(node)
-        edit.insert_before(node, _nodes(edit, node, plan))
+        if bias is not None:
+            edit.remove(bias[0])
+        edit.insert_before(node, _nodes(edit, node, plan, bias))
     model = edit.commit()
     drop_unused_initializers(model)  # the weights in their Einsum layout
     return model
@@ -138,7 +141,29 @@ def _plan(edit: GraphEditor, node, ranks) -> EinsumDensePlan | None:
     return None if isinstance(plan, str) else plan
 
 
-def _nodes(edit: GraphEditor, node, plan: EinsumDensePlan) -> list[onnx.NodeProto]:
+def _bias_after(edit: GraphEditor, node, plan: EinsumDensePlan):
+    """``(add, b)`` when the Einsum's only reader adds a constant over its new features alone
+    (``bsd,dnh->bsnh`` then ``+ b[n, h]``, as Keras ``EinsumDense`` writes its bias): the Add then
+    moves before the Reshape to the features, where :func:`fuse_dense_bias` makes it the MatMul's
+    bias (b flattened to ∏new); else None."""
+    readers = edit.consumers(node.output[0])
+    if plan.out_perm is not None or len(plan.new_shape) < 2 or len(readers) != 1 or edit.is_output(node.output[0]):
+        return None
+    add = readers[0]
+    if add.op_type != "Add" or len(add.input) != 2:
+        return None
+    b = edit.const(add.input[1] if add.input[0] == node.output[0] else add.input[0])
+    new = len(plan.new_shape)
+    if b is None or b.ndim > plan.kept + new or any(d != 1 for d in b.shape[:max(b.ndim - new, 0)]):
+        return None  # a bias per position (or computed) is not a dense layer's
+    try:
+        vector = np.broadcast_to(b.reshape(b.shape[max(b.ndim - new, 0):]), plan.new_shape).reshape(-1)
+    except ValueError:
+        return None
+    return add, vector.astype(plan.weight.dtype)
+
+
+def _nodes(edit: GraphEditor, node, plan: EinsumDensePlan, bias=None) -> list[onnx.NodeProto]:
     base = node.name or node.output[0]
 
     def fresh(suffix):
@@ -160,10 +185,16 @@ def _nodes(edit: GraphEditor, node, plan: EinsumDensePlan) -> list[onnx.NodeProt
     last = plan.out_perm is None and len(plan.new_shape) == 1
     y = node.output[0] if last else fresh("dense")
     nodes.append(helper.make_node("MatMul", [x, weight], [y], name=node.name or fresh("MatMul")))
+    out = node.output[0]
+    if bias is not None:
+        add, vector = bias
+        nodes.append(helper.make_node("Add", [y, const("bias", vector)], [y := fresh("biased")],
+                                      name=add.name or fresh("Bias")))
+        out = add.output[0]
     if len(plan.new_shape) != 1:
         shape = const("out_shape", np.asarray([0] * plan.kept + plan.new_shape, np.int64))
         done = plan.out_perm is None
-        nodes.append(helper.make_node("Reshape", [y, shape], [y := node.output[0] if done else fresh("features")],
+        nodes.append(helper.make_node("Reshape", [y, shape], [y := out if done else fresh("features")],
                                       name=fresh("Features")))
     if plan.out_perm is not None:
         nodes.append(helper.make_node("Transpose", [y], [node.output[0]], name=fresh("OutputOrder"),

@@ -120,3 +120,21 @@ def test_einsum_projections_around_attention_are_attention_projections():
     assert {n for n, c in categories.items() if c == "attention_projection"} == {"proj_q", "proj_k", "proj_v",
                                                                                  "proj_o"}
     assert categories["mlp"] == "dense"
+
+
+@pytest.mark.parametrize("bias_shape, absorbed", [((2, 3), True), ((1, 1, 2, 3), True), ((3,), True),
+                                                  ((3, 2, 3), False)])
+def test_a_bias_over_the_new_features_becomes_the_dense_layers_bias(bias_shape, absorbed):
+    """``bsd,dnh->bsnh`` then ``+ b[n, h]`` (Keras EinsumDense's bias): one Gemm with b flattened, so
+    the dense rule sees it; a bias per position stays an Add."""
+    from onnx_lrp.canonize import canonize
+
+    model = make_model([helper.make_node("Einsum", ["x", "w"], ["z"], name="dense", equation="bsd,dnh->bsnh"),
+                        helper.make_node("Add", ["z", "b"], ["y"], name="bias")],
+                       [vi("x", ["N", 3, 4])], [vi("y", ["N", 3, 2, 3])],
+                       {"w": randn((4, 2, 3), 40), "b": randn(bias_shape, 41)})
+    canonized = canonize(model, "y").model
+    counts = op_counts(canonized)
+    assert (counts["Gemm"], counts["Add"]) == ((1, 0) if absorbed else (0, 1)), counts
+    for batch in (1, 3):
+        assert_same_outputs(model, canonized, {"x": randn((batch, 3, 4), 42)})
