@@ -94,6 +94,10 @@ def _moved_batch(op_nodes, out_shape):
      "Softmax over the batch axis"),
     ([_ints("a", [1]), helper.make_node("ReduceSum", ["xt", "a"], ["t"], keepdims=1),
       helper.make_node("Transpose", ["t"], ["y"])], "reduction over the batch axis"),
+    ([_ints("p", [0, 1, 0, 0]), helper.make_node("Pad", ["xt", "p"], ["t"]), helper.make_node("Transpose", ["t"], ["y"])],
+     "padding the batch axis"),
+    ([_ints("r", [1, 2]), helper.make_node("Tile", ["xt", "r"], ["t"]), helper.make_node("Transpose", ["t"], ["y"])],
+     "tiling the batch axis"),
 ])
 def test_mixing_samples_along_a_batch_moved_off_axis_0_is_refused(nodes, message):
     with pytest.raises(UnsupportedOp, match=message):
@@ -108,6 +112,28 @@ def test_slicing_axis_0_after_the_batch_moved_is_not_refused():
     res = onnx_lrp.Explainer(model, composite="epsilon", epsilon=0.0).explain(x, target=1)
     expected = np.zeros_like(x)
     expected[:, 2] = 2 * x[:, 2]  # output 1 is 2 x[:, 2]: all its relevance lands there
+    np.testing.assert_allclose(res.relevance, expected, rtol=1e-6)
+
+
+@pytest.mark.parametrize("op,source", [
+    ("Tile", [0, 1, 2, 3, 0, 1, 2, 3]),  # repeats (2, 1)
+    ("Pad", [0, 0, 1, 2, 3, 3, 3]),  # edge mode, pads (1, 0, 2, 0)
+])
+def test_padding_and_tiling_axis_0_after_the_batch_moved_is_not_refused(op, source):
+    """Axis 0 of (4, N) holds features: padding or tiling it mixes no samples, and the VJP reads
+    the batch's size at run time (probed at 1 and 2, run at 3)."""
+    if op == "Tile":
+        nodes = [_ints("r", [2, 1]), helper.make_node("Tile", ["xt", "r"], ["t"])]
+    else:
+        nodes = [_ints("p", [1, 0, 2, 0]), helper.make_node("Pad", ["xt", "p"], ["t"], mode="edge")]
+    model = _moved_batch(nodes + [helper.make_node("Transpose", ["t"], ["y"])], ["N", len(source)])
+    x = randn((3, 4), 1)
+    targets = [len(source) - 1, 0, 2]
+    res = onnx_lrp.Explainer(model, composite="epsilon", epsilon=0.0).explain(x, target=targets)
+    np.testing.assert_allclose(res.output, run(model, {"x": x})["y"], rtol=1e-6)
+    expected = np.zeros_like(x)
+    for i, t in enumerate(targets):  # y[t] = 2 x[source[t]]: all its relevance lands there
+        expected[i, source[t]] = 2 * x[i, source[t]]
     np.testing.assert_allclose(res.relevance, expected, rtol=1e-6)
 
 
@@ -171,3 +197,28 @@ def test_a_fixed_batch_above_1_still_refuses_slicing_axis_0():
     with pytest.raises(UnsupportedOp, match="slicing the batch axis"):
         onnx_lrp.Explainer(_at_fixed_batch(paddle_attention(), 2), composite="cp_lrp").explain(
             randn((2, L, E), 7), target=(2, 5))
+
+
+@pytest.mark.parametrize("op", ["Tile", "Pad"])
+def test_a_fixed_batch_of_1_pads_and_tiles_axis_0(op):
+    """At a fixed batch of 1 axis 0 holds no samples to mix: (1, 4) tiled or edge-padded along it
+    to (3, 4), flattened to (1, 12); each output's relevance lands on the input it copies."""
+    if op == "Tile":
+        nodes = [_ints("r", [3, 1]), helper.make_node("Tile", ["x", "r"], ["t"])]
+    else:
+        nodes = [_ints("p", [1, 0, 1, 0]), helper.make_node("Pad", ["x", "p"], ["t"], mode="edge")]
+    source = [0, 1, 2, 3] * 3
+    nodes += [_ints("flat", [-1, 12]), helper.make_node("Reshape", ["t", "flat"], ["z"]),
+              helper.make_node("Mul", ["z", "two"], ["y"])]
+    model = make_model(nodes, [vi("x", [1, 4])], [vi("y", [1, 12])], {"two": np.float32(2)})
+    xs = randn((2, 4), 5)
+    targets = [9, 2]
+    res = onnx_lrp.Explainer(model, composite="epsilon", epsilon=0.0).explain(xs, target=targets)
+    expected = np.zeros_like(xs)
+    for i, t in enumerate(targets):
+        expected[i, source[t]] = 2 * xs[i, source[t]]
+    np.testing.assert_allclose(res.relevance, expected, rtol=1e-6)
+    free = make_model(nodes[:2] + [helper.make_node("Mul", ["t", "two"], ["y"])], [vi("x", ["N", 4])],
+                      [vi("y", [None, 4])], {"two": np.float32(2)})
+    with pytest.raises(UnsupportedOp, match=f"{'tiling' if op == 'Tile' else 'padding'} the batch axis"):
+        onnx_lrp.Explainer(free, composite="epsilon").explain(xs[:1], target=0)  # samples would mix

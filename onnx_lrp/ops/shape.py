@@ -234,8 +234,7 @@ class PadHandler(DataHandler):
             raise unsupported(node, f"pad mode {attr(node, 'mode')!r}")
         pads = self._pads(node, g)
         rank = len(pads) // 2
-        # the VJP keeps axis 0 whole, so it is refused even where the batch moved elsewhere
-        if any((pads[a] or pads[rank + a]) and (a == 0 or g.is_batch_axis(node.input[0], a)) for a in range(rank)):
+        if any((pads[a] or pads[rank + a]) and g.is_batch_axis(node.input[0], a) for a in range(rank)):
             raise unsupported(node, "padding the batch axis")
 
     def _pads(self, node, g) -> list[int]:
@@ -254,23 +253,24 @@ class PadHandler(DataHandler):
     def vjp(self, b, node, g, grads, params):
         pads = self._pads(node, g)
         if attr(node, "mode", "constant") == "constant":
-            return [self._crop_and_restore(b, grads[0], pads, g.shape(node.output[0]))]
+            return [self._crop_and_restore(b, grads[0], pads)]
         shape = g.shape(node.input[0])
         rank = len(shape)
         grad = grads[0]
-        for axis in range(1, rank):
+        for axis in range(rank):  # a batch axis is never padded (check), so every size here is static
             if pads[axis] or pads[rank + axis]:
                 mat = _pad_routing(shape[axis], pads[axis], pads[rank + axis], attr(node, "mode"))
                 grad = matmul_along_axis(b, grad, axis, mat, rank)
         return [grad]
 
     @staticmethod
-    def _crop_and_restore(b, grad, pads, out_shape):
+    def _crop_and_restore(b, grad, pads):
         rank = len(pads) // 2
-        axes = [a for a in range(1, rank) if pads[a] > 0 or pads[rank + a] > 0]
+        axes = [a for a in range(rank) if pads[a] > 0 or pads[rank + a] > 0]
         if axes:
             starts = [max(pads[a], 0) for a in axes]
-            ends = [out_shape[a] - max(pads[rank + a], 0) for a in axes]
+            # counted from the end, so no axis's size is baked in
+            ends = [-pads[rank + a] if pads[rank + a] > 0 else _TO_THE_END for a in axes]
             grad = b.op("Slice", [grad, b.ints(starts), b.ints(ends), b.ints(axes)], hint="pad_vjp")
         back = [max(-p, 0) for p in pads]
         if any(back):
@@ -298,16 +298,16 @@ class TileHandler(DataHandler):
         reps = g.const(node.input[1])
         if reps is None:
             raise unsupported(node, "repeats computed at run time")
-        # the VJP keeps axis 0 whole, so it is refused even where the batch moved elsewhere
-        if any(int(r) != 1 and (a == 0 or g.is_batch_axis(node.input[0], a)) for a, r in enumerate(reps)):
+        if any(int(r) != 1 and g.is_batch_axis(node.input[0], a) for a, r in enumerate(reps)):
             raise unsupported(node, "tiling the batch axis")
 
     def vjp(self, b, node, g, grads, params):
+        """The gradient (r0·d0, r1·d1, ...) viewed as (r0, d0, r1, d1, ...), summed over the copies.
+        The sizes d are read at run time: a batch axis (repeated once) may sit on any axis."""
         reps = [int(r) for r in g.const(node.input[1])]
-        shape = g.shape(node.input[0])
-        split = [0]
-        for r, d in zip(reps[1:], shape[1:]):
-            split += [r, d]
-        tiled = b.op("Reshape", [grads[0], b.ints(split)])
-        axes = [1 + 2 * i for i in range(len(reps) - 1)]
-        return [b.op("ReduceSum", [tiled, b.ints(axes)], keepdims=0, hint="tile_vjp")]
+        rank = len(reps)
+        sizes = b.op("Unsqueeze", [b.op("Shape", [node.input[0]]), b.ints([1])])
+        copies = b.ints(np.array(reps).reshape(rank, 1), "tile_reps")
+        split = b.op("Reshape", [b.op("Concat", [copies, sizes], axis=1), b.ints([2 * rank])])
+        tiled = b.op("Reshape", [grads[0], split])
+        return [b.op("ReduceSum", [tiled, b.ints([2 * i for i in range(rank)])], keepdims=0, hint="tile_vjp")]

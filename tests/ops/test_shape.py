@@ -250,3 +250,21 @@ def test_tile(name):
 def test_tile_of_the_batch_is_unsupported():
     with pytest.raises(UnsupportedOp, match="batch"):
         Case(node_model("Tile", SAMPLE, ["x", ints(2, 1, 1, 1)]), SAMPLE)
+
+
+@pytest.mark.parametrize("name", ["constant_value", "constant_negative", "reflect", "edge"])
+def test_pad_of_axis_0_where_a_run_holds_one_sample(name):
+    """A fixed batch of 1 holds one sample: axis 0 is no batch axis, so padding it mixes nothing
+    and the VJP routes along it as along any other axis."""
+    pads = {"constant_value": (ints(2, 0, 1, 0, 1, 0, 0, 2), {}),
+            "constant_negative": (ints(0, 0, 1, -1, 3, 1, 0, 0), {}),
+            "reflect": (ints(0, 1, 0, 0, 0, 1, 0, 0), {"mode": "reflect"}),
+            "edge": (ints(2, 0, 1, 0, 1, 0, 0, 2), {"mode": "edge"})}[name]
+    inputs = ["x", pads[0]] + ([np.float32(0.7)] if name == "constant_value" else [])
+    check_op(node_model("Pad", SAMPLE, inputs, batch=1, **pads[1]), SAMPLE, fd=F64)
+
+
+@pytest.mark.parametrize("reps", [ints(3, 1, 1, 1), ints(2, 2, 1, 3)])
+def test_tile_of_axis_0_where_a_run_holds_one_sample(reps):
+    check_op(node_model("Tile", SAMPLE, ["x", reps], batch=1), SAMPLE, fd=F64)
+
