@@ -112,6 +112,14 @@ class Attributor:
             arr = np.where(arr < 0, predicted, arr)
         return arr.astype(np.int64)
 
+    def explained_shape(self, x: np.ndarray) -> tuple:
+        """The shape of an attribution of ``x``: its own, or for integer data (token ids) that of the
+        first floating-point tensor computed from it, the embedding output (batch on axis 0)."""
+        if not np.issubdtype(np.asarray(x).dtype, np.integer):
+            return tuple(x.shape)
+        graph = self.explainer.graph(x.shape[1:])
+        return (len(x), *graph.shape(graph.source)[1:])
+
     def _num_classes(self, x) -> int:
         graph = self.explainer.graph(x.shape[1:])
         return int(np.prod(graph.shape(graph.output_name)[1:], dtype=np.int64))
@@ -285,8 +293,9 @@ def occlusion(a: Attributor, x, target, batch_size=None, window: int | tuple = 8
 
 def random(a: Attributor, x, target, batch_size=None, seed: int = 0):
     """Random attribution, standard normal per feature from ``numpy.random.default_rng(seed)``:
-    the floor every metric should rank an explanation above."""
-    return np.random.default_rng(seed).standard_normal(x.shape, dtype=np.float32)
+    the floor every metric should rank an explanation above. For integer data (token ids) it has
+    the shape of the embedding output, where the other methods are given."""
+    return np.random.default_rng(seed).standard_normal(a.explained_shape(x), dtype=np.float32)
 
 
 def lrp(a: Attributor, x, target, batch_size=None, composite=None, **composite_kwargs):

@@ -57,3 +57,11 @@ def test_lrp_through_attribute_equals_the_explanation():
 def test_methods_that_change_input_values_refuse_token_ids(method):
     with pytest.raises(onnx_lrp.InvalidInput, match=f"method '{method}' needs floating-point input values"):
         attribute(onnx_lrp.Explainer(_token_model()), IDS, method=method)
+
+
+def test_random_of_token_ids_has_the_embedding_outputs_shape():
+    """Like the gradient and LRP, a random attribution is given at the embedding output."""
+    explainer = onnx_lrp.Explainer(_token_model())
+    got = attribute(explainer, IDS, method="random", seed=5)
+    assert got.shape == _reference()[0].shape == attribute(explainer, IDS, method="gradient").shape
+    np.testing.assert_array_equal(got, np.random.default_rng(5).standard_normal((2, 4, 3), dtype=np.float32))
