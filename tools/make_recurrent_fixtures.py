@@ -71,6 +71,18 @@ def onnx_weights(rnn: nn.Module, op: str) -> dict:
     return {"W": W, "R": R, "B": np.zeros((len(suffixes), 2 * W.shape[1]))}
 
 
+def float64_reference(model: nn.Module, x: torch.Tensor) -> tuple[nn.Module, dict]:
+    """The model in float64 and its reference for ``x``: the input, the predicted classes, the logits
+    and the gradient of the predicted logits with respect to the input."""
+    model64 = model.double()
+    x64 = x.double().requires_grad_(True)
+    logits = model64(x64)
+    targets = logits.argmax(1)
+    grad = torch.autograd.grad(logits.gather(1, targets[:, None]).sum(), x64)[0]
+    return model64, {"x": x.numpy(), "targets": targets.numpy(), "logits": logits.detach().numpy(),
+                     "gradient": grad.numpy()}
+
+
 def export_classifiers(out: pathlib.Path) -> None:
     for index, (op, bidirectional) in enumerate((op, bi) for op in ("LSTM", "GRU", "RNN") for bi in (False, True)):
         torch.manual_seed(100 + index)
@@ -86,13 +98,9 @@ def export_classifiers(out: pathlib.Path) -> None:
             proto = onnx.load(str(path))
             ops = sorted({n.op_type for n in proto.graph.node})
             print(f"{path.name}: {path.stat().st_size} bytes, ops {ops}")
-        model64 = model.double()
-        x64 = x.double().requires_grad_(True)
-        logits = model64(x64)
-        targets = logits.argmax(1)
-        grad = torch.autograd.grad(logits.gather(1, targets[:, None]).sum(), x64)[0]
-        np.savez(out / f"{stem}.npz", x=x.numpy(), targets=targets.numpy(), logits=logits.detach().numpy(),
-                 gradient=grad.numpy(), head=model64.head.weight.detach().numpy(), **onnx_weights(model64.rnn, op))
+        model64, reference = float64_reference(model, x)
+        np.savez(out / f"{stem}.npz", **reference, head=model64.head.weight.detach().numpy(),
+                 **onnx_weights(model64.rnn, op))
 
 
 class Stacked(nn.Module):
@@ -118,13 +126,7 @@ def export_stacked(out: pathlib.Path) -> None:
                 torch.onnx.export(model, (x,), str(path), dynamo=dynamo, opset_version=opset, input_names=["x"],
                                   output_names=["logits"], external_data=False)
             print(f"{path.name}: {path.stat().st_size} bytes")
-        model64 = model.double()
-        x64 = x.double().requires_grad_(True)
-        logits = model64(x64)
-        targets = logits.argmax(1)
-        grad = torch.autograd.grad(logits.gather(1, targets[:, None]).sum(), x64)[0]
-        np.savez(out / f"stacked_{op}.npz", x=x.numpy(), targets=targets.numpy(), logits=logits.detach().numpy(),
-                 gradient=grad.numpy())
+        np.savez(out / f"stacked_{op}.npz", **float64_reference(model, x)[1])
 
 
 def silero(out: pathlib.Path, package: pathlib.Path) -> None:
