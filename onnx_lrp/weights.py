@@ -70,18 +70,23 @@ def _scratch_root(nbytes: int) -> str | None:
 _FOLDER = "onnx-lrp-weights-"
 
 
-def _folder_prefix(pid: int | None = None) -> str:
-    """The scratch folder's name up to its random part: host and process id (a host's names only,
-    since /dev/shm may be shared by containers whose process ids overlap)."""
+def _host_prefix() -> str:
+    """The start of this host's scratch folder names (a host's names only, since /dev/shm may be
+    shared by containers whose process ids overlap)."""
     host = "".join(c if c.isalnum() or c in "-." else "_" for c in socket.gethostname())
-    return f"{_FOLDER}{host}-{os.getpid() if pid is None else pid}-"
+    return f"{_FOLDER}{host}-"
+
+
+def _folder_prefix() -> str:
+    """This process's scratch folder name up to its random part: host and process id."""
+    return f"{_host_prefix()}{os.getpid()}-"
 
 
 def sweep_orphans(root: str | None) -> list[Path]:
     """Remove the scratch folders in ``root`` (None: the temporary folder) that processes of this host
     left behind when they were killed; returns them. A folder whose process is alive is kept."""
     root_path = Path(root or tempfile.gettempdir())
-    this_host = _folder_prefix(0)[: -len("0-")]
+    this_host = _host_prefix()
     removed = []
     try:
         candidates = [p for p in root_path.iterdir() if p.name.startswith(this_host)]
